@@ -1,0 +1,143 @@
+"""Frozen, validated configuration of flow architectures and of training.
+
+Both dataclasses are keyword-only, have defaults that work on the package's toy and dijet
+problems, validate on construction (a bad value raises ``ValueError`` naming the field) and
+round-trip through JSON-compatible dicts (``to_dict`` / ``from_dict``), which is how they are
+saved inside a model's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+_T = TypeVar("_T")
+
+FLOW_KINDS = ("autoregressive", "coupling")
+
+
+class _DictMixin:
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict of all fields."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def replace(self: _T, **changes: Any) -> _T:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    @classmethod
+    def from_dict(cls: type[_T], d: Mapping[str, Any]) -> _T:
+        """Build from a dict; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(names)}")
+        return cls(**dict(d))
+
+
+def _check(cond: bool, cls: str, name: str, value: Any, need: str) -> None:
+    if not cond:
+        raise ValueError(f"{cls}.{name}={value!r}: {need}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowConfig(_DictMixin):
+    """Architecture of one rational-quadratic spline flow (normflows).
+
+    Attributes:
+        kind: ``"autoregressive"`` (masked autoregressive spline layers, MADE with residual
+            blocks; the paper's choice) or ``"coupling"`` (coupling spline layers).
+        layers: number of spline layers (a feature reversal sits between layers).
+        hidden: hidden units of each layer's network.
+        blocks: residual blocks of each layer's network.
+        bins: spline bins.
+        tail_bound: the splines act on [-tail_bound, tail_bound] of the standardised space and
+            are the identity outside it.
+        dropout: dropout probability in the networks.
+    """
+
+    kind: Literal["autoregressive", "coupling"] = "autoregressive"
+    layers: int = 4
+    hidden: int = 64
+    blocks: int = 2
+    bins: int = 8
+    tail_bound: float = 4.0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        c = "FlowConfig"
+        _check(self.kind in FLOW_KINDS, c, "kind", self.kind, f"choose one of {FLOW_KINDS}")
+        for name in ("layers", "hidden", "blocks", "bins"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and v >= 1, c, name, v, "must be an integer >= 1")
+        _check(self.tail_bound > 0, c, "tail_bound", self.tail_bound, "must be > 0")
+        _check(0 <= self.dropout < 1, c, "dropout", self.dropout, "must be in [0, 1)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(_DictMixin):
+    """How a flow is trained (maximum likelihood with Adam).
+
+    Attributes:
+        epochs: maximum number of passes over the training data.
+        batch_size: events per gradient step.
+        lr: peak learning rate of Adam.
+        weight_decay: Adam weight decay.
+        schedule: ``"cosine"`` (decay to 0 over all steps of ``epochs``) or ``"constant"``.
+        grad_clip: max gradient norm (``None``: no clipping).
+        val_fraction: share of the events held out for validation and early stopping.
+        patience: stop when the validation loss has not improved for this many epochs and
+            restore the best state (``None``: run all epochs, keep the best state).
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        seed: seeds the data split, the shuffling and the network initialisation.
+        progress: show a tqdm progress bar.
+        checkpoint: a file path; the full training state is written there after each epoch.
+        resume: continue from ``checkpoint`` if it exists (or from this path, if a string).
+        num_threads: torch intra-op threads while training (``None``: leave torch's setting).
+        max_events: use at most this many events of each dataset (``None``: all).
+    """
+
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = 5.0
+    val_fraction: float = 0.2
+    patience: int | None = 8
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+    checkpoint: str | None = None
+    resume: bool | str = False
+    num_threads: int | None = None
+    max_events: int | None = None
+
+    def __post_init__(self) -> None:
+        c = "TrainConfig"
+        _check(isinstance(self.epochs, int) and self.epochs >= 1, c, "epochs", self.epochs,
+               "must be an integer >= 1")
+        _check(isinstance(self.batch_size, int) and self.batch_size >= 1, c, "batch_size",
+               self.batch_size, "must be an integer >= 1")
+        _check(self.lr > 0, c, "lr", self.lr, "must be > 0")
+        _check(self.weight_decay >= 0, c, "weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.schedule in ("cosine", "constant"), c, "schedule", self.schedule,
+               "choose 'cosine' or 'constant'")
+        _check(self.grad_clip is None or self.grad_clip > 0, c, "grad_clip", self.grad_clip,
+               "must be > 0 or None")
+        _check(0 <= self.val_fraction < 1, c, "val_fraction", self.val_fraction,
+               "must be in [0, 1)")
+        _check(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+               c, "patience", self.patience, "must be an integer >= 1 or None")
+        _check(isinstance(self.device, str) and self.device.split(":")[0] in
+               ("auto", "cpu", "cuda", "mps"), c, "device", self.device,
+               "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        _check(isinstance(self.seed, int), c, "seed", self.seed, "must be an integer")
+        _check(self.num_threads is None or self.num_threads >= 1, c, "num_threads",
+               self.num_threads, "must be >= 1 or None")
+        _check(self.max_events is None or self.max_events >= 1, c, "max_events",
+               self.max_events, "must be >= 1 or None")
+        _check(not (self.resume is True and self.checkpoint is None), c, "resume", self.resume,
+               "resume=True needs checkpoint=PATH (or pass the path as resume=PATH)")

@@ -1,0 +1,263 @@
+"""normflows builders: rational-quadratic spline flows and a frozen flow as a base distribution.
+
+Direction convention (normflows'): a flow's ``forward`` maps base -> data and its ``inverse``
+maps data -> base; ``log p(x) = log q0(inverse(x)) + log|det J_inverse(x)|``. For
+masked-autoregressive splines the data -> base direction is a single network pass per layer and
+base -> data needs ``D`` passes; coupling splines cost the same both ways.
+
+The helpers :func:`to_base`, :func:`from_base` and :func:`log_prob` walk the layers themselves
+so that the log-det accumulator has the dtype and device of the input (normflows' own
+accumulators are float32 even for float64 models) and so that a conditional flow called
+without its context raises instead of silently ignoring it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import normflows as nf
+import torch
+from normflows.utils.splines import DEFAULT_MIN_DERIVATIVE
+from torch import nn
+
+from . import scaling as _scaling
+from .config import FlowConfig
+
+# bias that makes a spline's knot derivatives exactly 1 (normflows' softplus parametrisation)
+_IDENTITY_DERIVATIVE_BIAS = math.log(math.expm1(1.0 - DEFAULT_MIN_DERIVATIVE))
+
+
+class Reverse(nf.flows.Flow):
+    """Reverse the feature order (log-det 0). Accepts and ignores a context."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None):
+        return z.flip(1), z.new_zeros(len(z))
+
+    def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None):
+        return z.flip(1), z.new_zeros(len(z))
+
+
+def _zero_last_layer(linear: nn.Linear) -> None:
+    """Make a spline's parameter network output constants that give the identity spline."""
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.fill_(_IDENTITY_DERIVATIVE_BIAS)
+
+
+def build_layers(
+    dim: int, cfg: FlowConfig, *, context_dim: int = 0, identity_init: bool = False
+) -> list[nf.flows.Flow]:
+    """Spline layers; autoregressive ones with a :class:`Reverse` between them.
+
+    The layout depends only on ``dim`` and ``cfg`` (so saved weights always fit a rebuilt
+    stack). Autoregressive: spline, reversal, spline, reversal, ..., with the last reversal
+    dropped when the count would be odd. Coupling: the masks alternate from layer to layer
+    (a reversal would undo that alternation for odd ``dim``). With ``identity_init`` every spline starts as the exact identity (all
+    bins equal, all knot derivatives 1; linear tails are the identity anyway) and an even
+    number of reversals composes to the identity, so the whole stack is the identity map
+    everywhere, beyond ``tail_bound`` included.
+
+    Raises:
+        ValueError: ``dim < 1``, or a coupling flow for one feature.
+    """
+    if dim < 1:
+        raise ValueError(f"a flow needs at least one feature, got dim={dim}")
+    if cfg.kind == "coupling" and dim < 2:
+        raise ValueError("coupling flows need at least 2 features; use kind='autoregressive'")
+    ctx = context_dim or None
+    layers: list[nf.flows.Flow] = []
+    for i in range(cfg.layers):
+        if cfg.kind == "autoregressive":
+            layer = nf.flows.AutoregressiveRationalQuadraticSpline(
+                dim, cfg.blocks, cfg.hidden, num_context_channels=ctx, num_bins=cfg.bins,
+                tail_bound=cfg.tail_bound, dropout_probability=cfg.dropout,
+                init_identity=identity_init,
+            )
+        else:
+            layer = nf.flows.CoupledRationalQuadraticSpline(
+                dim, cfg.blocks, cfg.hidden, num_context_channels=ctx, num_bins=cfg.bins,
+                tail_bound=cfg.tail_bound, dropout_probability=cfg.dropout,
+                reverse_mask=bool(i % 2),
+            )
+            if identity_init:
+                _zero_last_layer(layer.prqct.transform_net.final_layer)
+        layers.append(layer)
+        if dim > 1 and cfg.kind == "autoregressive":
+            layers.append(Reverse(dim))
+    if dim > 1 and cfg.kind == "autoregressive" and cfg.layers % 2:
+        layers.pop()  # an even number of reversals composes to the identity
+    return layers
+
+
+class StandardNormal(nf.distributions.BaseDistribution):
+    """Standard normal base of dimension ``dim`` (no parameters; dtype follows its input)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("_ref", torch.zeros(()))
+
+    def forward(self, num_samples: int = 1, context: torch.Tensor | None = None):
+        z = torch.randn(num_samples, self.dim, dtype=self._ref.dtype, device=self._ref.device)
+        return z, self.log_prob(z)
+
+    def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return -0.5 * (z * z).sum(1) - 0.5 * self.dim * math.log(2 * math.pi)
+
+
+def build_density_flow(
+    dim: int, cfg: FlowConfig, *, context_dim: int = 0
+) -> nf.ConditionalNormalizingFlow:
+    """A density flow: spline layers on a standard normal base."""
+    flow = nf.ConditionalNormalizingFlow(
+        q0=StandardNormal(dim), flows=build_layers(dim, cfg, context_dim=context_dim)
+    )
+    flow.context_dim = context_dim
+    return flow
+
+
+def _check_context(flow: nn.Module, context: torch.Tensor | None, n: int) -> None:
+    need = getattr(flow, "context_dim", 0)
+    if need and context is None:
+        raise ValueError("this flow is conditional: pass the condition values")
+    if not need and context is not None:
+        raise ValueError("this flow is not conditional but a condition was given")
+    if context is not None and (context.shape[0] != n or context.shape[1] != need):
+        raise ValueError(f"condition has shape {tuple(context.shape)}, expected ({n}, {need})")
+
+
+def to_base(flow: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None):
+    """Data -> base through ``flow.flows``; returns ``(z, log|det J|)``."""
+    _check_context(flow, context, len(x))
+    logdet = x.new_zeros(len(x))
+    for layer in reversed(flow.flows):
+        x, ld = layer.inverse(x, context=context)
+        logdet = logdet + ld
+    return x, logdet
+
+
+def from_base(flow: nn.Module, z: torch.Tensor, context: torch.Tensor | None = None):
+    """Base -> data through ``flow.flows``; returns ``(x, log|det J|)``."""
+    _check_context(flow, context, len(z))
+    logdet = z.new_zeros(len(z))
+    for layer in flow.flows:
+        z, ld = layer(z, context=context)
+        logdet = logdet + ld
+    return z, logdet
+
+
+def log_prob(flow: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None):
+    """``log p(x | context)`` of a flow with base ``flow.q0``."""
+    z, logdet = to_base(flow, x, context)
+    return flow.q0.log_prob(z, context=context) + logdet
+
+
+class TorchScaler(nn.Module):
+    """A :class:`~coffea_f4f.scaling.Scaler` applied to tensors (same maths, no parameters)."""
+
+    def __init__(self, scaler: _scaling.Scaler) -> None:
+        super().__init__()
+        self.scaler = scaler
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _scaling.forward(self.scaler, x, torch)
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return _scaling.inverse(self.scaler, z, torch)
+
+    def log_abs_det(self, x: torch.Tensor) -> torch.Tensor:
+        return _scaling.log_abs_det(self.scaler, x, torch)
+
+
+class FlowAsBase(nf.distributions.BaseDistribution):
+    """A frozen, trained density flow used as the base distribution of another flow.
+
+    The wrapped flow never receives gradients and stays in eval mode (``train()`` does not
+    change it). When the density was trained in a differently scaled space than the flow it
+    serves as base for, pass both scalings: ``log_prob`` then applies the change of variables
+    ``log p_here(z) = log q(s_d(s_h^-1(z))) + log|ds_d/dx| - log|ds_h/dx|`` (and maps the
+    condition between the two condition scalings).
+
+    Args:
+        flow: a density flow from :func:`build_density_flow` (trained).
+        here: the scaling of the space this base is used in (features), or None if shared.
+        there: the scaling the density was trained in (features).
+        here_context / there_context: the same for the condition.
+    """
+
+    def __init__(
+        self,
+        flow: nf.ConditionalNormalizingFlow,
+        *,
+        here: _scaling.Scaler | None = None,
+        there: _scaling.Scaler | None = None,
+        here_context: _scaling.Scaler | None = None,
+        there_context: _scaling.Scaler | None = None,
+    ) -> None:
+        super().__init__()
+        self.flow = flow
+        self.flow.requires_grad_(False)
+        self.flow.eval()
+        self.context_dim = getattr(flow, "context_dim", 0)
+        bridge = here is not None and there is not None and not here.same_as(there)
+        self.here = TorchScaler(here) if bridge else None
+        self.there = TorchScaler(there) if bridge else None
+        cbridge = (
+            here_context is not None
+            and there_context is not None
+            and not here_context.same_as(there_context)
+        )
+        self.here_ctx = TorchScaler(here_context) if cbridge else None
+        self.there_ctx = TorchScaler(there_context) if cbridge else None
+
+    def train(self, mode: bool = True) -> FlowAsBase:
+        super().train(mode)
+        self.flow.eval()  # frozen: dropout etc. never switch on
+        return self
+
+    def _context(self, context: torch.Tensor | None) -> torch.Tensor | None:
+        if context is None or self.here_ctx is None:
+            return context
+        return self.there_ctx(self.here_ctx.inverse(context))
+
+    def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = self._context(context)
+        if self.here is None:
+            return log_prob(self.flow, z, context)
+        x = self.here.inverse(z)
+        zd = self.there(x)
+        jac = self.there.log_abs_det(x) - self.here.log_abs_det(x)
+        return log_prob(self.flow, zd, context) + jac
+
+    def forward(self, num_samples: int = 1, context: torch.Tensor | None = None):
+        """Sample ``num_samples`` points (one per context row when conditional)."""
+        if context is not None:
+            num_samples = len(context)
+        ctx = self._context(context)
+        ref = next(iter(self.flow.buffers()), None)
+        dtype = ref.dtype if ref is not None else torch.get_default_dtype()
+        device = ref.device if ref is not None else None
+        with torch.no_grad():
+            u = torch.randn(num_samples, self.flow.q0.dim, dtype=dtype, device=device)
+            zd, _ = from_base(self.flow, u, ctx)
+            if self.here is not None:
+                zd = self.here(self.there.inverse(zd))
+        return zd, self.log_prob(zd, context)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def set_torch_threads(n: int | None) -> Any:
+    """Set torch intra-op threads (None: unchanged); returns the previous value."""
+    previous = torch.get_num_threads()
+    if n is not None and n != previous:
+        torch.set_num_threads(int(n))
+    return previous
