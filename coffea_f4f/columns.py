@@ -28,7 +28,13 @@ class MissingColumnError(KeyError):
     def __init__(self, name: str, available: Sequence[str], *, what: str = "field") -> None:
         self.name = name
         self.available = list(available)
-        close = difflib.get_close_matches(name, self.available, n=3, cutoff=0.5)
+        leaf = name.rsplit(".", 1)[-1]
+        same_leaf = [a for a in self.available if a != name and a.rsplit(".", 1)[-1] == leaf]
+        close = same_leaf[:3] + [
+            c for c in difflib.get_close_matches(name, self.available, n=3, cutoff=0.5)
+            if c not in same_leaf
+        ]
+        close = close[:3]
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         shown = ", ".join(repr(a) for a in self.available[:20])
         more = " ..." if len(self.available) > 20 else ""

@@ -326,7 +326,7 @@ class Morpher:
         return ctx, None
 
     def _run(self, z, ctx, ctx_to, *, inverse: bool, batch_size: int | None) -> np.ndarray:
-        bs = int(batch_size or DEFAULT_BATCH_SIZE)
+        bs = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
         if bs < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         dtype = torch.float64 if self.precision == "float64" else torch.float32

@@ -195,8 +195,6 @@ def _run_loop(
         gen.set_state(ck["generator"])
         best_state = ck["best_state"]
         state.update(ck["state"])
-    elif isinstance(cfg.resume, str):
-        raise FileNotFoundError(f"resume={cfg.resume!r}: no checkpoint file there")
     if gen_hook is not None:  # terms that draw random numbers use the checkpointed generator
         gen_hook(gen)
 
@@ -255,10 +253,10 @@ def _run_loop(
                 f"epoch {state['epoch']}/{cfg.epochs} loss {train_loss:.4f}"
                 + (f" val {val:.4f}" if val is not None else "")
             )
+            if checkpoint:  # before the callback: an exception there loses no epoch
+                _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, state)
             if callback is not None and callback(state["epoch"], dict(state)):
                 state["finished"] = True
-            if checkpoint:
-                _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, state)
     finally:
         bar.close()
     model.load_state_dict(best_state)
@@ -289,13 +287,29 @@ def _save_checkpoint(path, model, opt, sched, gen, best_state, state) -> None:
 
 
 def _stage_checkpoint(cfg: TrainConfig, stage: str | None) -> tuple[str | None, TrainConfig]:
-    """Checkpoint path of one training stage, and the config with ``resume`` mapped to it."""
-    base = cfg.checkpoint if cfg.checkpoint else (
-        cfg.resume if isinstance(cfg.resume, str) else None)
+    """Checkpoint path of one training stage, and the config with ``resume`` mapped to it.
+
+    ``fit_density`` uses the path as given; the stages of ``fit_morpher`` and
+    ``fit_condition_morpher`` append ``.source_density``, ``.target_density``, ``.density``
+    and ``.morph`` to it.
+    """
+    base = cfg.resume if isinstance(cfg.resume, str) else cfg.checkpoint
     if base is None:
         return None, cfg
     path = base if stage is None else f"{base}.{stage}"
     return path, cfg.replace(checkpoint=path, resume=bool(cfg.resume))
+
+
+def _require_checkpoint(cfg: TrainConfig, stages: Sequence[str | None]) -> None:
+    """``resume=PATH`` must find a checkpoint (``resume=True`` may start afresh)."""
+    if not isinstance(cfg.resume, str):
+        return
+    paths = [cfg.resume if s is None else f"{cfg.resume}.{s}" for s in stages]
+    if not any(Path(p).is_file() for p in paths):
+        raise FileNotFoundError(
+            f"resume={cfg.resume!r}: no checkpoint file there (looked for {paths}); use "
+            "resume=True with checkpoint=PATH to resume only when a checkpoint exists"
+        )
 
 
 # ----------------------------------------------------------------------------- densities
@@ -361,6 +375,7 @@ def fit_density(
         MissingColumnError, ValueError, TypeError: bad input (named field, count, shape).
     """
     features = _check_names(features, condition)
+    _require_checkpoint(train, [None])
     x, c = _extract(data, features, condition, "data")
     scaler, cscaler = _fit_scalers([x], [c] if c is not None else None, features, condition,
                                    scaling)
@@ -445,6 +460,7 @@ def fit_morpher(
     _check_density(source_density, features, condition, "source_density")
     _check_density(target_density, features, condition, "target_density")
     dtrain = density_train or train
+    _require_checkpoint(train, ["source_density", "target_density", "morph"])
 
     xs, cs = _extract(source, features, condition, "source")
     xt, ct = _extract(target, features, condition, "target")
@@ -505,8 +521,7 @@ def fit_morpher(
     terms = [_Term(inverse_term, _split(zt, czt, train, device, 5))]
     if variant == "bidirectional":
         terms.insert(0, _Term(forward_term, _split(zs, czs, train, device, 4)))
-    ckpt, mcfg = _stage_checkpoint(train, "morph" if train.checkpoint or isinstance(
-        train.resume, str) else None)
+    ckpt, mcfg = _stage_checkpoint(train, "morph")
     previous = flows.set_torch_threads(train.num_threads)
     try:
         history = _run_loop(module, terms, mcfg, desc=f"morph ({variant})", checkpoint=ckpt,
@@ -567,6 +582,7 @@ def fit_condition_morpher(
         raise ValueError("fit_condition_morpher needs condition= (the field to morph between)")
     features = _check_names(features, condition)
     _check_density(density_model, features, condition, "density_model")
+    _require_checkpoint(train, ["density", "morph"])
     x, c = _extract(data, features, condition, "data")
     scaler, cscaler = _fit_scalers([x], [c], features, condition, scaling)
     q = density_model if density_model is not None else _train_density(
@@ -596,8 +612,7 @@ def fit_condition_morpher(
         y, ld = module(xb, cb, target_c)
         return -(base.log_prob(y, target_c) + ld)
 
-    ckpt, mcfg = _stage_checkpoint(train, "morph" if train.checkpoint or isinstance(
-        train.resume, str) else None)
+    ckpt, mcfg = _stage_checkpoint(train, "morph")
     previous = flows.set_torch_threads(train.num_threads)
     try:
         history = _run_loop(module, [_Term(term, _split(scaler.forward(x), cscaler.forward(c),

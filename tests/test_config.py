@@ -1,0 +1,47 @@
+import pytest
+
+from coffea_f4f.config import FlowConfig, TrainConfig
+
+
+def test_defaults_and_json_round_trip():
+    for cls in (FlowConfig, TrainConfig):
+        c = cls()
+        assert cls.from_dict(c.to_dict()) == c
+
+
+def test_frozen_and_keyword_only():
+    c = FlowConfig()
+    with pytest.raises(AttributeError):
+        c.layers = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        FlowConfig("coupling")  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "word"),
+    [
+        (FlowConfig, {"kind": "maf"}, "kind"),
+        (FlowConfig, {"layers": 0}, "layers"),
+        (FlowConfig, {"tail_bound": -1.0}, "tail_bound"),
+        (TrainConfig, {"epochs": 0}, "epochs"),
+        (TrainConfig, {"lr": 0}, "lr"),
+        (TrainConfig, {"val_fraction": 1.0}, "val_fraction"),
+        (TrainConfig, {"device": "tpu"}, "device"),
+        (TrainConfig, {"resume": True}, "resume"),
+        (TrainConfig, {"patience": 0}, "patience"),
+    ],
+)
+def test_bad_values_name_the_field(cls, kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        cls(**kwargs)
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="hiden"):
+        FlowConfig.from_dict({"hiden": 3})
+
+
+def test_replace_validates():
+    assert FlowConfig().replace(layers=3).layers == 3
+    with pytest.raises(ValueError):
+        FlowConfig().replace(bins=0)
