@@ -22,8 +22,8 @@ from typing import Any
 
 DEMO_PRESETS: dict[str, dict[str, Any]] = {
     # events per sample, epochs, layers, hidden units
-    "quick": {"n": 6000, "epochs": 8, "layers": 3, "hidden": 32},
-    "full": {"n": 30000, "epochs": 25, "layers": 4, "hidden": 64},
+    "quick": {"n": 8000, "epochs": 10, "layers": 4, "hidden": 64},
+    "full": {"n": 30000, "epochs": 20, "layers": 6, "hidden": 64},
 }
 
 
@@ -80,9 +80,12 @@ def run_demo(out: Path, *, quick: bool, source: str, target: str, seed: int,
     try:
         from . import plots
 
-        plots.toy_panels(hs, hm, ht, path=out / "toy_panels.png")
-        plots.loss_curves(morpher.history["morph"], path=out / "loss_morph.png")
-        plots_written = ["toy_panels.png", "loss_morph.png"]
+        import matplotlib.pyplot as plt
+
+        for fig in (plots.toy_panels(hs, hm, ht, path=out / "toy_panels.png"),
+                    plots.loss_curves(morpher.history, path=out / "loss_curves.png")):
+            plt.close(fig)
+        plots_written = ["toy_panels.png", "loss_curves.png"]
     except ImportError as err:  # plotting extras not installed
         print(f"(plots skipped: {err}; pip install 'coffea-f4f[plots]')")
 
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="f4f-demo", help="output directory (default: f4f-demo)")
     demo.add_argument("--quick", action="store_true",
                       help="small preset: about a minute on 2 CPU cores")
-    demo.add_argument("--source", default="fourcircles", help="source toy shape")
+    demo.add_argument("--source", default="checkerboard", help="source toy shape")
     demo.add_argument("--target", default="star", help="target toy shape")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")

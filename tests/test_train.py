@@ -211,3 +211,46 @@ def test_supplied_densities_give_the_same_quality_as_internal_ones():
     auc_given, _ = c2st_auc(given.morph(xs), xt)
     assert auc_given < 0.58 and auc_inside < 0.58
     assert abs(auc_given - auc_inside) < 4 * sigma + 0.02
+
+
+def test_paper_toy_pair_checkerboard_to_star_quality():
+    """Two of the paper's shapes, at CI size (8k events, 4 x 64 flows, 10 epochs, ~1 min).
+
+    Threshold 0.68 (before: ~0.99). At this budget the density flows themselves reach
+    sample-vs-data AUCs of ~0.60 (checkerboard: sharp square edges) and ~0.53 (star), and the
+    morph cannot beat its bases: measured 0.57-0.62 over architectures. 0.68 fails a morph
+    that has not learned the star's arms or the board's squares (base transfer alone gives
+    ~0.58; the untrained identity gives the 'before' value). The slow test below trains the
+    paper-size flows longer and asks for more.
+    """
+    from coffea_f4f import datasets
+
+    xs = datasets.toy("checkerboard", 8000, seed=1)
+    xt = datasets.toy("star", 8000, seed=2)
+    cfg = FlowConfig(layers=4, hidden=64)
+    m = f4f.fit_morpher(xs, xt, features=["x", "y"], flow=cfg, density=cfg,
+                        train=TrainConfig(epochs=10, batch_size=256, lr=2e-3, patience=None,
+                                          progress=False, num_threads=1))
+    hs = datasets.toy("checkerboard", 4000, seed=11)
+    ht = datasets.toy("star", 4000, seed=12)
+    before, _ = c2st_auc(hs, ht)
+    after, sigma = c2st_auc(m.morph(hs), ht)
+    assert before > 0.95
+    assert after < 0.68, (after, sigma)
+
+
+@pytest.mark.slow
+def test_paper_toy_pair_long_training_quality():
+    """The paper's morph-flow size (6 layers, 16 bins), more events and epochs (~10 min)."""
+    from coffea_f4f import datasets
+
+    xs = datasets.toy("checkerboard", 30000, seed=1)
+    xt = datasets.toy("star", 30000, seed=2)
+    m = f4f.fit_morpher(xs, xt, features=["x", "y"], flow=FlowConfig(layers=6, hidden=64,
+                                                                     bins=16),
+                        density=FlowConfig(layers=6, hidden=64, bins=16),
+                        train=TrainConfig(epochs=20, batch_size=256, lr=2e-3, progress=False))
+    hs = datasets.toy("checkerboard", 5000, seed=11)
+    ht = datasets.toy("star", 5000, seed=12)
+    after, sigma = c2st_auc(m.morph(hs), ht)
+    assert after < 0.6, (after, sigma)
