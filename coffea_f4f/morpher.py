@@ -243,6 +243,9 @@ class Morpher:
         source_density / target_density: the :class:`DensityModel` s used in training (or None).
         precision: ``"float64"`` (default) or ``"float32"`` for applying.
         num_threads: torch intra-op threads while applying (default 1; None leaves torch's).
+        condition_range: ``(min, max)`` of the training conditions, or None.
+        condition_policy: what to do with conditions outside ``condition_range``:
+            ``"clamp"`` (default) or ``"error"``.
     """
 
     def __init__(
@@ -276,6 +279,10 @@ class Morpher:
         self.precision = "float64"
         self.num_threads: int | None = 1
         self.device = "cpu"
+        rng = self.info.get("condition_range")
+        self.condition_range: tuple[float, float] | None = (
+            (float(rng[0]), float(rng[1])) if rng is not None else None)
+        self.condition_policy = "clamp"
         self.module.requires_grad_(False)
         self.module.eval()
 
@@ -309,7 +316,7 @@ class Morpher:
             return None, None
         src = condition_vector(self.condition if condition is None else condition, n,
                                self.condition, data=data)
-        ctx = self.condition_scaler.forward(src)
+        ctx = self.condition_scaler.forward(self._in_range(src, "condition"))
         if self.between_conditions:
             if target_condition is None:
                 raise ValueError(
@@ -317,13 +324,36 @@ class Morpher:
                     "(a scalar or one value per event)"
                 )
             tgt = condition_vector(target_condition, n, self.condition, data=data)
-            return ctx, self.condition_scaler.forward(tgt)
+            return ctx, self.condition_scaler.forward(self._in_range(tgt, "target_condition"))
         if target_condition is not None:
             raise ValueError(
                 "this morpher maps at a fixed condition (source and target at the same "
                 f"{self.condition!r}); target_condition= is only for fit_condition_morpher models"
             )
         return ctx, None
+
+    def _in_range(self, c: np.ndarray, what: str) -> np.ndarray:
+        """Apply :attr:`condition_policy` to conditions outside the training range.
+
+        ``"clamp"`` (default): values below/above the range of the training conditions are
+        set to its edge (the morph learned at the edge is used; nothing is extrapolated).
+        ``"error"``: raise ``ValueError`` naming the count and the range.
+        """
+        if self.condition_range is None:
+            return c
+        lo, hi = self.condition_range
+        outside = (c < lo) | (c > hi)
+        if not outside.any():
+            return c
+        if self.condition_policy == "error":
+            raise ValueError(
+                f"{what} {self.condition!r}: {int(outside.sum())} of {len(c)} values are "
+                f"outside the training range [{lo:.6g}, {hi:.6g}]; select events inside it, "
+                "or set morpher.condition_policy = 'clamp'"
+            )
+        if self.condition_policy != "clamp":
+            raise ValueError("condition_policy must be 'clamp' or 'error'")
+        return np.clip(c, lo, hi)
 
     def _run(self, z, ctx, ctx_to, *, inverse: bool, batch_size: int | None) -> np.ndarray:
         bs = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)

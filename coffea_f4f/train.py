@@ -397,6 +397,15 @@ def _check_density(d: DensityModel | None, features, condition, name: str) -> No
 
 
 # ----------------------------------------------------------------------------- morphers
+def _range(*conditions: np.ndarray | None) -> list[float] | None:
+    """``[min, max]`` over the training conditions (None when unconditional)."""
+    cs = [c for c in conditions if c is not None]
+    if not cs:
+        return None
+    both = np.concatenate(cs)
+    return [float(both.min()), float(both.max())]
+
+
 def _movement(y: torch.Tensor, x: torch.Tensor, penalty: str | None) -> torch.Tensor | None:
     if penalty is None:
         return None
@@ -486,7 +495,8 @@ def fit_morpher(
             scaler=q_s.scaler, target_scaler=q_t.scaler,
             condition_scaler=q_s.condition_scaler, variant=variant,
             history={"source_density": q_s.history, "target_density": q_t.history},
-            source_density=q_s, target_density=q_t, info={"identity_init": False},
+            source_density=q_s, target_density=q_t,
+            info={"identity_init": False, "condition_range": _range(cs, ct)},
         )
 
     device = _device(train)
@@ -536,7 +546,7 @@ def fit_morpher(
                  "target_density": q_t.history},
         source_density=q_s, target_density=q_t,
         info={"penalty": penalty, "penalty_weight": penalty_weight,
-              "identity_init": identity_init},
+              "identity_init": identity_init, "condition_range": _range(cs, ct)},
     )
 
 
@@ -626,5 +636,5 @@ def fit_condition_morpher(
         features=features, condition=condition, module=module, spec=spec, scaler=scaler,
         condition_scaler=cscaler, variant="condition",
         history={"morph": history, "density": q.history}, source_density=q,
-        target_density=None, info={"identity_init": True},
+        target_density=None, info={"identity_init": True, "condition_range": _range(c)},
     )
