@@ -6,7 +6,8 @@ The package map (one module per concept; see DESIGN-NOTES.md):
 - :mod:`coffea_f4f.scaling`   invertible per-feature preprocessing (numpy only)
 - :mod:`coffea_f4f.config`    :class:`FlowConfig`, :class:`TrainConfig`
 - :mod:`coffea_f4f.flows`     normflows builders and :class:`~coffea_f4f.flows.FlowAsBase`
-- :mod:`coffea_f4f.train`     :func:`fit_density`, :func:`fit_morpher`, :func:`fit_condition_morpher`
+- :mod:`coffea_f4f.train`     :func:`fit_density`, :func:`fit_morpher`,
+  :func:`fit_condition_morpher`
 - :mod:`coffea_f4f.morpher`   :class:`Morpher` (the trained artefact) and :func:`load`
 - :mod:`coffea_f4f.transform` :class:`MorphTransform` for coffea processors
 - :mod:`coffea_f4f.metrics`   two-sample AUC, Wasserstein, transport ratio

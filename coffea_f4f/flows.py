@@ -57,9 +57,10 @@ def build_layers(
     The layout depends only on ``dim`` and ``cfg`` (so saved weights always fit a rebuilt
     stack). Autoregressive: spline, reversal, spline, reversal, ..., with the last reversal
     dropped when the count would be odd. Coupling: the masks alternate from layer to layer
-    (a reversal would undo that alternation for odd ``dim``). With ``identity_init`` every spline starts as the exact identity (all
-    bins equal, all knot derivatives 1; linear tails are the identity anyway) and an even
-    number of reversals composes to the identity, so the whole stack is the identity map
+    (a reversal would undo that alternation for odd ``dim``). With ``identity_init`` every
+    spline starts as the exact identity (all bins equal, all knot derivatives 1; linear tails
+    are the identity anyway) and an even number of reversals composes to the identity, so
+    the whole stack is the identity map
     everywhere, beyond ``tail_bound`` included.
 
     Raises:

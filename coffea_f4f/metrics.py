@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,16 @@ C2ST_CLASSIFIER_PARAMS: dict[str, Any] = {
 # input validation
 # --------------------------------------------------------------------------------------------
 def _as_2d(x: Any, name: str, *, min_events: int = 1) -> np.ndarray:
-    """Return ``x`` as a finite float64 ``(N, D)`` array or raise ValueError."""
+    """Return ``x`` as a finite float64 ``(N, D)`` array or raise ValueError.
+
+    Awkward record arrays and mappings of name -> array are stacked field by field (in their
+    field order); jagged fields are flattened per object.
+    """
+    fields = list(x.keys()) if isinstance(x, Mapping) else getattr(x, "fields", None)
+    if fields:
+        from .columns import to_matrix
+
+        x, _ = to_matrix(x, fields, what=name, check_finite=False)
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as err:

@@ -54,7 +54,7 @@ def test_resume_continues_where_it_stopped(tmp_path):
     # a finished checkpoint resumes to the same model without training again
     seen.clear()
     again = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                            train=cfg.replace(resume=True), callback=lambda e, l: seen.append(e))
+                            train=cfg.replace(resume=True), callback=lambda e, _: seen.append(e))
     assert seen == [] and states_equal(again.flow, full.flow)
 
 
