@@ -538,7 +538,8 @@ def fit_morpher(
                             callback=callback)
     finally:
         flows.set_torch_threads(previous)
-    module.to("cpu")
+    for m in (module, base_s, base_t):  # the densities' flows live inside the bases
+        m.to("cpu")
     return Morpher(
         features=features, condition=condition, module=module, spec=spec, scaler=scaler,
         condition_scaler=cscaler, variant=variant,
@@ -632,6 +633,7 @@ def fit_condition_morpher(
     finally:
         flows.set_torch_threads(previous)
     module.to("cpu")
+    base.to("cpu")
     return Morpher(
         features=features, condition=condition, module=module, spec=spec, scaler=scaler,
         condition_scaler=cscaler, variant="condition",
