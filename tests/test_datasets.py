@@ -468,3 +468,48 @@ def test_datasets_import_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dijet_fatjets_are_consistent_with_the_event_record():
+    import awkward as ak
+    import vector
+
+    vector.register_awkward()
+    events, fj = datasets.dijet_fatjets(3000, kind="data", seed=4)
+    same = datasets.dijet(3000, kind="data", seed=4)
+    for f in datasets.DIJET_FIELDS:
+        np.testing.assert_array_equal(ak.to_numpy(events[f]), ak.to_numpy(same[f]))
+    assert ak.all(ak.num(fj) == 2)
+    p4 = ak.zip({k: fj[k] for k in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D")
+    mjj = ak.to_numpy((p4[:, 0] + p4[:, 1]).mass)
+    np.testing.assert_allclose(mjj, ak.to_numpy(events.mjj), rtol=1e-9)
+    np.testing.assert_allclose(ak.to_numpy(p4[:, 0].deltaR(p4[:, 1])),
+                               ak.to_numpy(events.delta_r), rtol=1e-9)
+    light = ak.argmin(fj.mass, axis=1, keepdims=True)
+    heavy = ak.argmax(fj.mass, axis=1, keepdims=True)
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(fj.mass[light])), ak.to_numpy(events.mj1))
+    tau21 = fj.tau2 / fj.tau1
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(tau21[light])),
+                               ak.to_numpy(events.tau21_j1), rtol=1e-12)
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(tau21[heavy])),
+                               ak.to_numpy(events.tau21_j2), rtol=1e-12)
+
+
+def test_write_dijet_nanoaod_reads_back_with_nanoaod_schema(tmp_path):
+    import warnings
+
+    import awkward as ak
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    path = tmp_path / "dijet.root"
+    truth = datasets.write_dijet_nanoaod(str(path), 500, kind="sim", seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # missing cross-references: no Jet
+        events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema,
+                                             mode="eager").events()
+    fj = events.FatJet
+    assert len(events) == 500 and ak.all(ak.num(fj) == 2)
+    mjj = ak.to_numpy((fj[:, 0] + fj[:, 1]).mass)
+    np.testing.assert_allclose(mjj, ak.to_numpy(truth.mjj), rtol=1e-4)  # float32 branches
+    empty = datasets.write_dijet_nanoaod(str(tmp_path / "empty.root"), 0)
+    assert len(empty) == 0
