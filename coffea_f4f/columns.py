@@ -289,21 +289,34 @@ def replace_fields(data: Any, fields: Sequence[str], matrix: np.ndarray, layout:
     """Return ``data`` with ``fields`` replaced by the columns of ``matrix`` (same container type).
 
     For awkward records the other fields (and any behaviour) are kept; jagged fields are
-    re-wrapped with ``layout.counts``. For mappings a shallow copy is returned.
+    re-wrapped with ``layout.counts``. For mappings a shallow copy is returned (jagged fields
+    come back jagged).
+
+    Raises:
+        ValueError: an event-level field was morphed per object (next to jagged fields): its
+            per-object results have no place in the event-level field.
     """
+    columns = []
+    for j, f in enumerate(fields):
+        original = get_field(data, f)
+        col: Any = matrix[:, j].copy()
+        if layout.counts is not None:
+            if not (isinstance(original, ak.Array) and original.ndim == 2):
+                raise ValueError(
+                    f"feature {f!r} is one value per event but was morphed per object next to "
+                    "jagged features; its per-object results cannot replace the event-level "
+                    "field. Broadcast it to the objects yourself (ak.broadcast_arrays) or "
+                    "morph the (N, D) array"
+                )
+            col = ak.unflatten(col, layout.counts)
+        columns.append(col)
     if isinstance(data, Mapping):
         out = dict(data)
-        for j, f in enumerate(fields):
-            out[f] = matrix[:, j].copy()
+        out.update(zip(fields, columns, strict=True))
         return out
     result = data
-    for j, f in enumerate(fields):
-        col = ak.Array(matrix[:, j].copy())
-        original = get_field(data, f)
-        if layout.counts is not None and isinstance(original, ak.Array) and original.ndim == 2:
-            col = ak.unflatten(col, layout.counts)
-        elif layout.counts is not None:
-            continue  # event-level field broadcast for the model; not a morphed output
+    for f, col in zip(fields, columns, strict=True):
         path = tuple(f.split("."))
-        result = ak.with_field(result, col, where=path if len(path) > 1 else path[0])
+        result = ak.with_field(result, ak.Array(col) if isinstance(col, np.ndarray) else col,
+                               where=path if len(path) > 1 else path[0])
     return result

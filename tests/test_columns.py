@@ -78,3 +78,17 @@ def test_shapes_and_types_are_checked():
 def test_jagged_rejected_where_event_level_needed():
     with pytest.raises(ValueError, match="jagged"):
         to_matrix(records(), ["FatJet.msoftdrop"], allow_jagged=False)
+
+
+def test_mapping_with_jagged_fields_comes_back_jagged():
+    data = {"a": ak.Array([[1.0, 2.0], [], [3.0]]), "b": ak.Array([[4.0, 5.0], [], [6.0]])}
+    x, layout = to_matrix(data, ["a", "b"])
+    out = replace_fields(data, ["a", "b"], x * 10, layout)
+    assert ak.to_list(out["a"]) == [[10.0, 20.0], [], [30.0]]
+
+
+def test_event_level_field_morphed_per_object_cannot_be_written_back():
+    data = records()
+    x, layout = to_matrix(data, ["FatJet.msoftdrop", "mjj"])
+    with pytest.raises(ValueError, match="'mjj' is one value per event"):
+        replace_fields(data, ["FatJet.msoftdrop", "mjj"], x, layout)
