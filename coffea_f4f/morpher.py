@@ -19,6 +19,7 @@ is about twice as fast. Saved models are a directory with ``config.json`` and
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -355,14 +356,24 @@ class Morpher:
             raise ValueError("condition_policy must be 'clamp' or 'error'")
         return np.clip(c, lo, hi)
 
+    def _applied(self, dtype: torch.dtype) -> nn.Module:
+        """The map in ``dtype`` on :attr:`device`: a cached copy, so that :attr:`module` (what
+        is saved) keeps the trained float32 weights."""
+        key = (dtype, str(self.device))
+        cache = self.__dict__.setdefault("_applied_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = copy.deepcopy(self.module).to(dtype=dtype, device=self.device).eval()
+        return cache[key]
+
     def _run(self, z, ctx, ctx_to, *, inverse: bool, batch_size: int | None) -> np.ndarray:
         bs = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
         if bs < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         dtype = torch.float64 if self.precision == "float64" else torch.float32
-        self.module.to(dtype=dtype, device=self.device)
+        module = self._applied(dtype)
         out = np.empty_like(z)
-        fn = self.module.inverse if inverse else self.module.forward
+        fn = module.inverse if inverse else module.forward
 
         def tensor(a, i):
             return None if a is None else torch.as_tensor(a[i:i + bs], dtype=dtype,
@@ -380,12 +391,14 @@ class Morpher:
 
     def _apply(self, data, condition, target_condition, batch_size, *, inverse: bool):
         x, layout = to_matrix(data, self.features)
-        ctx, ctx_to = self._contexts(data, condition, target_condition, len(x))
-        if layout.counts is not None and ctx is not None:
+        n = len(x)
+        if layout.counts is not None and _is_event_level(condition, len(layout.counts), n):
+            n = len(layout.counts)
+        ctx, ctx_to = self._contexts(data, condition, target_condition, n)
+        if layout.counts is not None and ctx is not None and len(ctx) != len(x):
             # an event-level condition broadcast to the objects of a jagged collection
-            if len(ctx) == len(layout.counts) and len(ctx) != len(x):
-                ctx = np.repeat(ctx, layout.counts, axis=0)
-                ctx_to = None if ctx_to is None else np.repeat(ctx_to, layout.counts, axis=0)
+            ctx = np.repeat(ctx, layout.counts, axis=0)
+            ctx_to = None if ctx_to is None else np.repeat(ctx_to, layout.counts, axis=0)
         if len(x) == 0:
             y = np.zeros((0, len(self.features)))
         else:
@@ -506,6 +519,14 @@ class Morpher:
             variant=config.get("variant", "?"), history=config.get("history"),
             info=config.get("info"), **densities,
         )
+
+
+def _is_event_level(condition: Any, n_events: int, n_objects: int) -> bool:
+    """True when ``condition`` holds one value per event (not per object) of jagged input."""
+    if condition is None or isinstance(condition, str):
+        return False
+    arr = np.asarray(condition)
+    return arr.ndim >= 1 and len(arr) == n_events and n_events != n_objects
 
 
 def load(path: str | os.PathLike) -> Morpher:

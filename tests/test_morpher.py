@@ -180,3 +180,24 @@ def test_conditional_morph_condition_sources(tiny_conditional_morpher):
         m.morph(x, condition=np.ones((30, 2)))
     with pytest.raises(ValueError, match="non-finite"):
         m.morph(x, condition=np.full(30, np.nan))
+
+
+def test_jagged_records_with_event_level_condition(tiny_conditional_morpher):
+    m = tiny_conditional_morpher
+    x = held_out(6)
+    per_event = np.array([0.1, 0.5, 0.9, 0.3])
+    counts = [2, 0, 3, 1]
+    per_object = np.repeat(per_event, counts)
+    ref = m.morph(x, condition=per_object)
+    jets = ak.unflatten(ak.Array({"x": x[:, 0], "y": x[:, 1]}), counts)
+    for cond in (per_event, per_object):
+        out = m.morph(jets, condition=cond)
+        np.testing.assert_allclose(ak.to_numpy(ak.flatten(out.y)), ref[:, 1], atol=1e-12)
+
+
+def test_applying_does_not_change_the_saved_weights(tiny_morpher, tmp_path):
+    before = {k: v.clone() for k, v in tiny_morpher.state_dict().items()}
+    tiny_morpher.morph(held_out(10))
+    after = tiny_morpher.state_dict()
+    assert all(after[k].dtype == before[k].dtype and torch.equal(after[k], before[k])
+               for k in before)
