@@ -298,7 +298,8 @@ def test_model_built_once_per_process(mass_pt_model, nano_path, monkeypatch):
 def test_torch_threads_set_while_morphing_and_restored(mass_pt_model, nano_path, monkeypatch):
     seen = []
     t = mass_pt_transform(mass_pt_model, num_threads=1)
-    module = t.morpher.module
+    m = t.morpher
+    module = m._applied(torch.float64 if m.precision == "float64" else torch.float32)
     original = module.forward
 
     def spy(*args, **kwargs):
