@@ -68,19 +68,31 @@ class FlowMap(nn.Module):
 
 
 class BaseTransferMap(nn.Module):
-    """Source -> latent (source density flow) -> target (target density flow)."""
+    """Source -> latent (source density flow) -> target (target density flow).
 
-    def __init__(self, source, target) -> None:
+    The context arrives in the source density's condition scaling; when the target density
+    scales the condition differently, ``context_bridge = (source_scaler, target_scaler)`` maps
+    it (densities trained separately with :func:`~coffea_f4f.train.fit_density`).
+    """
+
+    def __init__(self, source, target, context_bridge: tuple[Scaler, Scaler] | None = None):
         super().__init__()
         self.source, self.target = source, target
+        self.bridge = (None if context_bridge is None else
+                       (flows.TorchScaler(context_bridge[0]), flows.TorchScaler(context_bridge[1])))
+
+    def _target_context(self, context):
+        if context is None or self.bridge is None:
+            return context
+        return self.bridge[1](self.bridge[0].inverse(context))
 
     def forward(self, z, context=None, target_context=None):
         u, ld1 = flows.to_base(self.source, z, context)
-        y, ld2 = flows.from_base(self.target, u, context)
+        y, ld2 = flows.from_base(self.target, u, self._target_context(context))
         return y, ld1 + ld2
 
     def inverse(self, z, context=None, target_context=None):
-        u, ld1 = flows.to_base(self.target, z, context)
+        u, ld1 = flows.to_base(self.target, z, self._target_context(context))
         x, ld2 = flows.from_base(self.source, u, context)
         return x, ld1 + ld2
 
@@ -98,6 +110,10 @@ class ConditionMap(nn.Module):
             raise ValueError("a condition morph needs condition= and target_condition=")
         u, ld1 = flows.to_base(self, z, context)
         y, ld2 = flows.from_base(self, u, target_context)
+        same = (context == target_context).all(1)  # a -> a: exactly the identity
+        if same.any():
+            y = torch.where(same[:, None], z, y)
+            ld1, ld2 = torch.where(same, 0.0, ld1), torch.where(same, 0.0, ld2)
         return y, ld1 + ld2
 
     def inverse(self, z, context=None, target_context=None):
@@ -112,9 +128,11 @@ def build_map(spec: Mapping[str, Any]) -> nn.Module:
         layers = flows.build_layers(dim, FlowConfig.from_dict(spec["flow"]), context_dim=cdim)
         return FlowMap(layers, context_dim=cdim)
     if kind == "base_transfer":
+        bridge = spec.get("context_bridge")
         return BaseTransferMap(
             flows.build_density_flow(dim, FlowConfig.from_dict(spec["source"]), context_dim=cdim),
             flows.build_density_flow(dim, FlowConfig.from_dict(spec["target"]), context_dim=cdim),
+            None if bridge is None else (Scaler.from_dict(bridge[0]), Scaler.from_dict(bridge[1])),
         )
     if kind == "condition":
         if cdim != 1:
@@ -283,7 +301,7 @@ class Morpher:
         rng = self.info.get("condition_range")
         self.condition_range: tuple[float, float] | None = (
             (float(rng[0]), float(rng[1])) if rng is not None else None)
-        self.condition_policy = "clamp"
+        self.condition_policy = self.info.get("condition_policy", "clamp")
         self.module.requires_grad_(False)
         self.module.eval()
 
@@ -333,6 +351,18 @@ class Morpher:
             )
         return ctx, None
 
+    @property
+    def condition_policy(self) -> str:
+        """``"clamp"`` or ``"error"``: conditions outside :attr:`condition_range` (saved)."""
+        return self._condition_policy
+
+    @condition_policy.setter
+    def condition_policy(self, value: str) -> None:
+        if value not in ("clamp", "error"):
+            raise ValueError(f"condition_policy must be 'clamp' or 'error', got {value!r}")
+        self._condition_policy = value
+        self.info["condition_policy"] = value
+
     def _in_range(self, c: np.ndarray, what: str) -> np.ndarray:
         """Apply :attr:`condition_policy` to conditions outside the training range.
 
@@ -352,8 +382,6 @@ class Morpher:
                 f"outside the training range [{lo:.6g}, {hi:.6g}]; select events inside it, "
                 "or set morpher.condition_policy = 'clamp'"
             )
-        if self.condition_policy != "clamp":
-            raise ValueError("condition_policy must be 'clamp' or 'error'")
         return np.clip(c, lo, hi)
 
     def _applied(self, dtype: torch.dtype) -> nn.Module:
@@ -408,6 +436,9 @@ class Morpher:
             z = self._run(scale_in.forward(x), ctx, ctx_to, inverse=inverse,
                           batch_size=batch_size)
             y = scale_out.inverse(z)
+            if ctx_to is not None:  # a -> a is exactly the identity, scaling round-off included
+                same = (ctx == ctx_to).all(1)
+                y[same] = x[same]
         if isinstance(data, np.ndarray) or not (isinstance(data, Mapping) or hasattr(data,
                                                                                       "fields")):
             return y

@@ -551,15 +551,18 @@ def fit_morpher(
     )
 
 
-def build_base_transfer(q_s: DensityModel, q_t: DensityModel, spec: Mapping[str, Any]):
-    """The base-transfer map of two densities (copies of their flows)."""
+def build_base_transfer(q_s: DensityModel, q_t: DensityModel, spec: dict[str, Any]):
+    """The base-transfer map of two densities (copies of their flows).
+
+    When the densities scale the condition differently (trained apart with
+    :func:`fit_density`), the spec records both scalings and the map converts the condition.
+    """
     from .morpher import build_map
 
     if (q_s.condition_scaler is not None
             and not q_s.condition_scaler.same_as(q_t.condition_scaler)):
-        raise ValueError(
-            "base_transfer needs both densities to scale the condition the same way; train "
-            "them inside fit_morpher (or refit one with the other's condition scaling)")
+        spec["context_bridge"] = [q_s.condition_scaler.to_dict(),
+                                  q_t.condition_scaler.to_dict()]
     module = build_map(spec)
     module.source.load_state_dict(q_s.flow.state_dict())
     module.target.load_state_dict(q_t.flow.state_dict())
