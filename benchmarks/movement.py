@@ -11,10 +11,8 @@ Features ``mj1, delta_mj, tau21_j1, tau21_j2`` (``--delta-r`` adds ``delta_r``),
 ``log`` (masses), ``logit`` on (0, 1) (tau21) and ``standard`` (delta_r).
 
 The two density flows are trained once and shared by every variant. They are trained by
-``fit_morpher(variant="base_transfer")`` (which is the base-transfer row) rather than by
-``fit_density``: base transfer needs both densities to scale the condition identically, and
-two ``fit_density`` calls on sim and data fit two different mjj scalings, so the package
-refuses to build a base transfer from them. The other variants receive the same densities as
+``fit_morpher(variant="base_transfer")`` (which is the base-transfer row) so that both share
+the morph's scaling; the other variants receive the same densities as
 ``source_density=`` / ``target_density=``. Trained variants:
 
 - ``unidirectional``: only target events through ``M^-1`` scored by the source density;
