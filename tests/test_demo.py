@@ -33,17 +33,21 @@ def test_demo_writes_everything(demo_run):
     assert summary["transport_ratio"] is None or summary["transport_ratio"] >= 1.0
 
 
-def test_processor_columns_equal_direct_morph(demo_run):
-    """What the coffea processor added equals Morpher.morph on the same inputs."""
+def sim_events(out):
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no Jet/SubJet cross-references
+        return NanoEventsFactory.from_root({str(out / "sim.root"): "Events"},
+                                           schemaclass=NanoAODSchema, mode="eager").events()
+
+
+def test_processor_columns_equal_direct_morph(demo_run):
+    """What the coffea processor added equals Morpher.morph on the same inputs."""
     import coffea_f4f as f4f
 
     out, _ = demo_run
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({str(out / "sim.root"): "Events"},
-                                             schemaclass=NanoAODSchema, mode="eager").events()
+    events = sim_events(out)
     x = np.stack([ak.to_numpy(fn(events)) for fn in demo.FEATURE_FUNCTIONS.values()], 1)
     direct = f4f.load(out / "model").morph(x, condition=ak.to_numpy(demo.feature_mjj(events)))
     transform = f4f.MorphTransform(out / "model", inputs=dict(demo.FEATURE_FUNCTIONS),
@@ -58,12 +62,6 @@ def test_processor_columns_equal_direct_morph(demo_run):
 
 def test_tau2_field_is_not_the_four_vector_property(demo_run):
     """NanoEvents' four-vector behaviour defines tau2 = mass^2: the demo reads the field."""
-    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
-
-    out, _ = demo_run
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        events = NanoEventsFactory.from_root({str(out / "sim.root"): "Events"},
-                                             schemaclass=NanoAODSchema, mode="eager").events()
+    events = sim_events(demo_run[0])
     tau21 = ak.to_numpy(demo.feature_tau21_j1(events))
     assert ((tau21 > 0) & (tau21 < 1)).all()
