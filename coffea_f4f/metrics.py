@@ -141,12 +141,12 @@ def _weights(w: Any, n: int, name: str) -> np.ndarray | None:
     return arr
 
 
-def _ref_std(b: np.ndarray, name: str) -> np.ndarray:
+def _ref_std(b: np.ndarray, name: str, undefined: str = "W1 / std is") -> np.ndarray:
     std = b.std(axis=0)
     flat = np.flatnonzero(~(std > 0))
     if flat.size:
         raise ValueError(
-            f"{name} has zero spread in feature column(s) {flat.tolist()}; W1 / std is "
+            f"{name} has zero spread in feature column(s) {flat.tolist()}; {undefined} "
             "undefined (drop constant features)"
         )
     return std
@@ -328,13 +328,7 @@ def wasserstein_floor(b: np.ndarray, *, seed: int = 0) -> np.ndarray:
 # correlations
 # --------------------------------------------------------------------------------------------
 def _corr(x: np.ndarray, name: str) -> np.ndarray:
-    std = x.std(axis=0)
-    flat = np.flatnonzero(~(std > 0))
-    if flat.size:
-        raise ValueError(
-            f"{name} has zero spread in feature column(s) {flat.tolist()}; correlations are "
-            "undefined (drop constant features)"
-        )
+    _ref_std(x, name, "correlations are")
     return np.atleast_2d(np.corrcoef(x, rowvar=False))
 
 
