@@ -106,14 +106,7 @@ def run_toy_demo(out: Path, *, quick: bool, source: str, target: str, seed: int,
 
     print("\nResults on held-out events (C2ST AUC: 0.5 = indistinguishable)")
     _print_table([
-        ("AUC source vs target", f"{summary['auc_before']:.3f} +- {summary['sigma_before']:.3f}"),
-        ("AUC morphed vs target", f"{summary['auc_after']:.3f} +- {summary['sigma_after']:.3f}"),
-        ("W1/std before", " ".join(f"{v:.3f}" for v in summary["w1_before"])),
-        ("W1/std after", " ".join(f"{v:.3f}" for v in summary["w1_after"])),
-        ("W1/std floor", " ".join(f"{v:.3f}" for v in summary["w1_floor"])),
-        ("distance moved", f"{summary['distance_mean']:.3f} +- {summary['distance_std']:.3f}"),
-        ("transport ratio", f"{summary['transport_ratio']:.3f} (1 = optimal)"
-         if summary["transport_ratio"] is not None else "inf"),
+        *metrics.summary_rows(summary, ["x", "y"]),
         ("training time", f"{t_train:.1f} s"),
         ("morph speed", f"{summary['morph_events_per_second']:.0f} events/s"),
     ])
@@ -890,26 +883,6 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 # =============================================================================================
 # evaluate
 # =============================================================================================
-def summary_rows(summary: Mapping[str, Any], features: Sequence[str]) -> list[tuple[str, str]]:
-    """Rows of the printed metrics table for a :func:`coffea_f4f.metrics.summary` dict."""
-    ratio = summary.get("transport_ratio")
-    rows = [
-        ("events (source / target)", f"{summary['n_source']} / {summary['n_target']}"),
-        ("AUC source vs target", f"{summary['auc_before']:.3f} +- {summary['sigma_before']:.3f}"),
-        ("AUC morphed vs target", f"{summary['auc_after']:.3f} +- {summary['sigma_after']:.3f}"),
-    ]
-    for j, feature in enumerate(features):
-        rows.append((f"W1/std {feature}", f"{summary['w1_before'][j]:.3f} -> "
-                     f"{summary['w1_after'][j]:.3f} (floor {summary['w1_floor'][j]:.3f})"))
-    unit = " (target std units)" if summary.get("standardized") else ""
-    rows += [
-        ("distance moved", f"{summary['distance_mean']:.3f} +- {summary['distance_std']:.3f}"
-                           f"{unit}"),
-        ("transport ratio", "inf" if ratio is None else f"{ratio:.3f} (1 = optimal)"),
-    ]
-    return rows
-
-
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Morph the source, compute the metrics, print them and write metrics.json and plots."""
     from . import metrics
@@ -942,7 +915,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     print(f"coffea-f4f evaluate: {morpher!r}")
     print("Metrics (C2ST AUC: 0.5 = indistinguishable)")
-    _print_table(summary_rows(summary, morpher.features))
+    _print_table(metrics.summary_rows(summary, morpher.features))
     print(f"\nWrote {', '.join(written)} to {out}")
     return summary
 

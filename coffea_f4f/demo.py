@@ -204,26 +204,15 @@ def run(out: Path, *, quick: bool = False, seed: int = 0, progress: bool = True,
 
 
 def _print_summary(s: dict[str, Any]) -> None:
-    def pm(a: float, b: float) -> str:
-        return f"{a:.3f} +- {b:.3f}"
+    from . import metrics
 
     rows = [
-        ("C2ST AUC sim vs data (0.5 = same)", pm(s["auc_before"], s["sigma_before"])),
-        ("C2ST AUC morphed sim vs data", pm(s["auc_after"], s["sigma_after"])),
-    ]
-    for j, f in enumerate(s["features"]):
-        rows.append((f"W1/std {f}: before -> after (floor)",
-                     f"{s['w1_before'][j]:.3f} -> {s['w1_after'][j]:.3f} "
-                     f"({s['w1_floor'][j]:.3f})"))
-    tr = s["transport_ratio"]
-    rows += [
-        ("distance moved (units of data std)", pm(s["distance_mean"], s["distance_std"])),
-        ("transport ratio (1 = optimal)", f"{tr:.3f}" if tr is not None else "inf"),
+        *metrics.summary_rows(s, s["features"], names=("sim", "morphed sim", "data")),
         ("training time", f"{s['train_seconds']:.0f} s"),
         ("coffea processor", f"{s['apply_seconds']:.1f} s, "
                              f"{s['apply_events_per_second']:.0f} sim events/s"),
     ]
     width = max(len(k) for k, _ in rows)
-    print("\nSummary (held-out events, 4 features, conditional on mjj)")
+    print("\nSummary (held-out events, 4 features, conditional on mjj; 0.5 AUC = same)")
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")

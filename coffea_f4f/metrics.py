@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -531,3 +531,37 @@ def summary(
         "transport_ratio": _json_float(transport_ratio(src_d, mor_d, seed=seed)),
         "standardized": bool(standardize),
     }
+
+
+def summary_rows(
+    summary: Mapping[str, Any],
+    features: Sequence[str],
+    *,
+    names: tuple[str, str, str] = ("source", "morphed", "target"),
+) -> list[tuple[str, str]]:
+    """``(label, value)`` rows of a printed metrics table for a :func:`summary` dict.
+
+    Args:
+        summary: the dict from :func:`summary`.
+        features: feature names, in the summary's column order.
+        names: how to call the source, morphed and target samples in the labels.
+    """
+    src, mor, tgt = names
+    ratio = summary.get("transport_ratio")
+    unit = " (target std units)" if summary.get("standardized") else ""
+    before = f"{summary['auc_before']:.3f} +- {summary['sigma_before']:.3f}"
+    after = f"{summary['auc_after']:.3f} +- {summary['sigma_after']:.3f}"
+    rows = [
+        ("events (source / target)", f"{summary['n_source']} / {summary['n_target']}"),
+        (f"C2ST AUC {src} vs {tgt}", before),
+        (f"C2ST AUC {mor} vs {tgt}", after),
+    ]
+    for j, feature in enumerate(features):
+        rows.append((f"W1/std {feature}", f"{summary['w1_before'][j]:.3f} -> "
+                     f"{summary['w1_after'][j]:.3f} (floor {summary['w1_floor'][j]:.3f})"))
+    rows += [
+        ("distance moved", f"{summary['distance_mean']:.3f} +- {summary['distance_std']:.3f}"
+                           f"{unit}"),
+        ("transport ratio", "inf" if ratio is None else f"{ratio:.3f} (1 = optimal)"),
+    ]
+    return rows

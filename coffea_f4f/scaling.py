@@ -138,6 +138,15 @@ class Scaler:
         """Working space -> data space."""
         return inverse(self, np.asarray(z, dtype=np.float64), np)
 
+    def in_domain(self, x: np.ndarray) -> np.ndarray:
+        """Boolean mask ``(N,)``: rows whose every feature is inside its map's domain (the
+        rows :meth:`forward` accepts)."""
+        x = np.asarray(x, dtype=np.float64)
+        ok = np.ones(len(x), dtype=bool)
+        for j, (kind, p) in enumerate(zip(self.kinds, self.params, strict=True)):
+            ok &= _domain(x[:, j], kind, p)
+        return ok
+
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
         """``log |det d forward / dx|`` per event, shape ``(N,)``."""
         return log_abs_det(self, np.asarray(x, dtype=np.float64), np)
@@ -171,17 +180,27 @@ def _domain_error(name: str, kind: str, count: int, total: int, domain: str) -> 
     )
 
 
+def _domain(col: np.ndarray, kind: str, p: Mapping[str, float]) -> np.ndarray:
+    """Which values of one column the feature map accepts (``log``: x > 0; ``logit``: inside
+    (low, high); other kinds: everything)."""
+    if kind == "log":
+        return col > 0
+    if kind == "logit":
+        return (col > p["low"]) & (col < p["high"])
+    return np.ones(col.shape, dtype=bool)
+
+
 def _pre(col: Any, kind: str, p: Mapping[str, float], xp: Any, *, name: str = "") -> Any:
     """The fixed (non-standardising) part of a feature map."""
+    if xp is np and kind in ("log", "logit"):
+        bad = int(np.sum(~_domain(col, kind, p)))
+        if bad:
+            domain = "x > 0" if kind == "log" else f"({p['low']:.6g}, {p['high']:.6g})"
+            raise _domain_error(name, kind, bad, len(col), domain)
     if kind == "log":
-        if xp is np and np.any(col <= 0):
-            raise _domain_error(name, kind, int(np.sum(col <= 0)), len(col), "x > 0")
         return xp.log(col)
     if kind == "logit":
         u = (col - p["low"]) / (p["high"] - p["low"])
-        if xp is np and np.any((u <= 0) | (u >= 1)):
-            bad = int(np.sum((u <= 0) | (u >= 1)))
-            raise _domain_error(name, kind, bad, len(col), f"({p['low']:.6g}, {p['high']:.6g})")
         return xp.log(u) - xp.log1p(-u)
     return col
 

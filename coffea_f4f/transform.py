@@ -216,17 +216,6 @@ def _pack(y: np.ndarray, fields: list[str], counts: np.ndarray | None) -> ak.Arr
     return ak.Array(ak.contents.RecordArray(list(cols.values()), list(cols), length=length))
 
 
-def _in_domain(scaler: Any, x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` that the scaler's log/logit maps accept (others cannot be morphed)."""
-    ok = np.ones(len(x), dtype=bool)
-    for j, (kind, p) in enumerate(zip(scaler.kinds, scaler.params, strict=True)):
-        if kind == "log":
-            ok &= x[:, j] > 0
-        elif kind == "logit":
-            ok &= (x[:, j] > p["low"]) & (x[:, j] < p["high"])
-    return ok
-
-
 # ----------------------------------------------------------------------------- the task
 class _MorphPartition:
     """The per-chunk (eager) or per-partition (dask) function: columns in, record out."""
@@ -539,10 +528,10 @@ class MorphTransform:
         for c in ctx:
             good &= np.isfinite(c)
         morpher = self.morpher
-        good &= _in_domain(morpher.scaler, x)
+        good &= morpher.scaler.in_domain(x)
         if morpher.condition_scaler is not None:
             for c in ctx:
-                good &= _in_domain(morpher.condition_scaler, c[:, None])
+                good &= morpher.condition_scaler.in_domain(c[:, None])
         if not good.any():
             return y
         kwargs: dict[str, Any] = {}

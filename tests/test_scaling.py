@@ -85,3 +85,15 @@ def test_fit_errors():
         Scaler.fit(x[:1], NAMES)
     with pytest.raises(ValueError, match=r"'s': 1 of 2"):
         Scaler.fit(np.array([[-1.0], [2.0]]), ["s"], "log")
+
+
+def test_in_domain_marks_the_rows_forward_accepts():
+    x = sample(20)
+    sc = Scaler.fit(x, NAMES, SPEC)
+    bad = x.copy()
+    bad[3, 1] = -1.0   # log
+    bad[7, 2] = 1.0    # logit edge
+    bad[9, 0] = -1e9   # standard: always accepted
+    mask = sc.in_domain(bad)
+    assert mask.tolist() == [i not in (3, 7) for i in range(20)]
+    sc.forward(bad[mask])  # no error on the accepted rows
