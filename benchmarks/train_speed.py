@@ -22,7 +22,7 @@ import torch
 
 from coffea_f4f import flows
 from coffea_f4f.config import FlowConfig, TrainConfig
-from coffea_f4f.morpher import FlowMap
+from coffea_f4f.maps import FlowMap
 
 DIM, CTX = 5, 1
 PAPER = FlowConfig(kind="autoregressive", layers=8, hidden=128, blocks=2, bins=8, tail_bound=4.0)

@@ -15,7 +15,13 @@ from typing import Any, Literal, TypeVar
 
 _T = TypeVar("_T")
 
+__all__ = ["FLOW_KINDS", "PENALTIES", "VARIANTS", "FlowConfig", "TrainConfig"]
+
 FLOW_KINDS = ("autoregressive", "coupling")
+#: ``fit_morpher(variant=)``: how the morph is trained (see :mod:`coffea_f4f.train.fits`)
+VARIANTS = ("bidirectional", "unidirectional", "base_transfer")
+#: ``fit_morpher(penalty=)``: the movement penalty (None: none)
+PENALTIES = (None, "l1", "l2")
 
 
 class _DictMixin:

@@ -13,8 +13,9 @@ without its context raises instead of silently ignoring it.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from collections.abc import Iterator
 
 import normflows as nf
 import torch
@@ -23,6 +24,23 @@ from torch import nn
 
 from . import scaling as _scaling
 from .config import FlowConfig
+
+__all__ = [
+    "FlowAsBase",
+    "Reverse",
+    "ScalingBridge",
+    "StandardNormal",
+    "TorchScaler",
+    "bridged",
+    "build_density_flow",
+    "build_layers",
+    "count_parameters",
+    "from_base",
+    "log_prob",
+    "resolve_device",
+    "to_base",
+    "torch_threads",
+]
 
 # bias that makes a spline's knot derivatives exactly 1 (normflows' softplus parametrisation)
 _IDENTITY_DERIVATIVE_BIAS = math.log(math.expm1(1.0 - DEFAULT_MIN_DERIVATIVE))
@@ -175,6 +193,45 @@ class TorchScaler(nn.Module):
         return _scaling.log_abs_det(self.scaler, x, torch)
 
 
+class ScalingBridge(nn.Module):
+    """From one scaled space to another of the same data: ``z -> s_there(s_here^-1(z))``.
+
+    Used where a trained density lives in another scaling than the space it serves (features
+    and conditions of :class:`FlowAsBase`, the condition of a base-transfer map). Build it with
+    :meth:`between`, which gives None when the two scalings agree (nothing to do).
+    """
+
+    def __init__(self, here: _scaling.Scaler, there: _scaling.Scaler) -> None:
+        super().__init__()
+        self.here = TorchScaler(here)
+        self.there = TorchScaler(there)
+
+    @classmethod
+    def between(
+        cls, here: _scaling.Scaler | None, there: _scaling.Scaler | None
+    ) -> ScalingBridge | None:
+        """The bridge ``here -> there``, or None when either is missing or they agree."""
+        if here is None or there is None or here.same_as(there):
+            return None
+        return cls(here, there)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.there(self.here.inverse(z))
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return self.here(self.there.inverse(z))
+
+    def log_abs_det(self, z: torch.Tensor) -> torch.Tensor:
+        """``log |det d forward / dz|`` per row."""
+        x = self.here.inverse(z)
+        return self.there.log_abs_det(x) - self.here.log_abs_det(x)
+
+
+def bridged(bridge: ScalingBridge | None, z: torch.Tensor | None) -> torch.Tensor | None:
+    """``bridge(z)``, or ``z`` itself when there is no bridge (or no ``z``)."""
+    return z if bridge is None or z is None else bridge(z)
+
+
 class FlowAsBase(nf.distributions.BaseDistribution):
     """A frozen, trained density flow used as the base distribution of another flow.
 
@@ -205,49 +262,33 @@ class FlowAsBase(nf.distributions.BaseDistribution):
         self.flow.requires_grad_(False)
         self.flow.eval()
         self.context_dim = getattr(flow, "context_dim", 0)
-        bridge = here is not None and there is not None and not here.same_as(there)
-        self.here = TorchScaler(here) if bridge else None
-        self.there = TorchScaler(there) if bridge else None
-        cbridge = (
-            here_context is not None
-            and there_context is not None
-            and not here_context.same_as(there_context)
-        )
-        self.here_ctx = TorchScaler(here_context) if cbridge else None
-        self.there_ctx = TorchScaler(there_context) if cbridge else None
+        self.bridge = ScalingBridge.between(here, there)
+        self.context_bridge = ScalingBridge.between(here_context, there_context)
 
     def train(self, mode: bool = True) -> FlowAsBase:
         super().train(mode)
         self.flow.eval()  # frozen: dropout etc. never switch on
         return self
 
-    def _context(self, context: torch.Tensor | None) -> torch.Tensor | None:
-        if context is None or self.here_ctx is None:
-            return context
-        return self.there_ctx(self.here_ctx.inverse(context))
-
     def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        context = self._context(context)
-        if self.here is None:
+        context = bridged(self.context_bridge, context)
+        if self.bridge is None:
             return log_prob(self.flow, z, context)
-        x = self.here.inverse(z)
-        zd = self.there(x)
-        jac = self.there.log_abs_det(x) - self.here.log_abs_det(x)
-        return log_prob(self.flow, zd, context) + jac
+        return log_prob(self.flow, self.bridge(z), context) + self.bridge.log_abs_det(z)
 
     def forward(self, num_samples: int = 1, context: torch.Tensor | None = None):
         """Sample ``num_samples`` points (one per context row when conditional)."""
         if context is not None:
             num_samples = len(context)
-        ctx = self._context(context)
+        ctx = bridged(self.context_bridge, context)
         ref = next(iter(self.flow.buffers()), None)
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
         device = ref.device if ref is not None else None
         with torch.no_grad():
             u = torch.randn(num_samples, self.flow.q0.dim, dtype=dtype, device=device)
             zd, _ = from_base(self.flow, u, ctx)
-            if self.here is not None:
-                zd = self.here(self.there.inverse(zd))
+            if self.bridge is not None:
+                zd = self.bridge.inverse(zd)
         return zd, self.log_prob(zd, context)
 
 
@@ -256,9 +297,28 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def set_torch_threads(n: int | None) -> Any:
-    """Set torch intra-op threads (None: unchanged); returns the previous value."""
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: leave torch's setting), and
+    restore the previous count afterwards, also on errors."""
     previous = torch.get_num_threads()
     if n is not None and n != previous:
         torch.set_num_threads(int(n))
-    return previous
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when CUDA is available, else ``"cpu"``; others checked.
+
+    Raises:
+        ValueError: a CUDA device is asked for on a machine without CUDA.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available here")
+    return device

@@ -1,187 +1,171 @@
 """MorphTransform: apply a trained :class:`~coffea_f4f.morpher.Morpher` inside coffea processors.
 
 ``events = morph(events)`` adds a morphed copy of each input field beside the original
-(``FatJet.msoftdrop`` -> ``FatJet.msoftdrop_morphed``) and leaves everything else untouched:
-NanoEvents behaviours (``events.FatJet`` keeps its vector methods) and cross-references
-(``events.FatJet.subjets``) keep working, because the new columns are added with
-``ak.with_field`` and never replace a collection.
+(``FatJet.msoftdrop`` -> ``FatJet.msoftdrop_morphed``) with ``ak.with_field``, so NanoEvents
+behaviours and cross-references keep working. The same object works on eager and virtual
+NanoEvents and on ``dask_awkward.Array`` (one ``dak.map_partitions`` task per partition whose
+``necessary_columns`` are exactly the inputs and the condition). Each chunk goes through the
+three stages of ``coffea.ml_tools``: :meth:`MorphTransform.prepare` (columns -> rows),
+:meth:`MorphTransform.numpy_call` (the morph) and :meth:`MorphTransform.postprocess` (rows ->
+columns). Rows whose inputs are NaN, inf, None or outside the scaling's domain come out NaN
+instead of failing the chunk.
 
-The same object works on
-
-- eager and virtual NanoEvents (``ak.Array``; what ``processor.Runner`` gives a processor), where
-  the torch step runs at once on the chunk, and
-- ``dask_awkward.Array`` (``NanoEventsFactory.from_root(..., mode="dask")``), where one
-  ``dak.map_partitions`` task per partition runs the torch step. The task touches exactly the
-  input and condition columns, so ``dak.necessary_columns`` of a morphed field lists only them.
-  (Chaining transforms, ``t2(t1(events))``, makes every field of the result depend on the
-  ``t1`` task, since dask-awkward adds fields with one ``with_field`` step after another; its
-  columns are then read too, as the task really runs.)
-
-How it runs:
-
-- **Pickling.** A pickled transform carries its model as ``Morpher.config()`` (JSON, without the
-  training densities and history, which morphing does not need) plus the map's weights
-  serialised with ``safetensors`` (bytes; float32 as trained, without the buffers that the
-  architecture determines, e.g. MADE masks) - never a pickled torch module and never a file
-  path, so workers need neither the model file nor a shared file system. A paper-sized morph
-  (8 autoregressive layers x 128 hidden, 2 features) pickles to ~2.3 MB. Callable inputs and
-  conditions are pickled with the transform: coffea and dask use cloudpickle, which handles
-  lambdas and functions defined in a notebook or script.
-- **Caching.** The torch model is rebuilt at most once per process: a module-level cache in this
-  module maps the SHA-256 of the serialised model (plus precision, device and thread count) to
-  the built :class:`~coffea_f4f.morpher.Morpher`. A processor unpickled for every chunk, or
-  several transforms sharing a model, reuse it. :func:`clear_model_cache` empties it.
-- **Threads and memory.** Torch intra-op threads are set to ``num_threads`` (default 1: on
-  small batches more threads are much slower) while morphing and restored afterwards; the flow
-  sees at most ``batch_size`` rows at a time.
-- **Determinism.** Rows are morphed independently in float64 (default): the same chunk gives
-  bitwise the same result in eager, virtual and dask mode, and another chunking or
-  ``batch_size`` changes an object's value by at most rounding (~1e-16 relative; the matrix
-  products may round differently for other batch lengths).
-
-Non-finite and unmappable values (the NaN policy):
-    A row (one object of a jagged collection, or one event) whose inputs or condition hold NaN,
-    +-inf or None, or lie outside the domain of the model's ``log`` / ``logit`` feature
-    scaling, is **not** sent through the flow: all its morphed outputs are NaN, and every other
-    row is morphed normally. One bad object therefore never fails a whole chunk, and the bad
-    rows stay visible (``np.isnan``) instead of being silently left unmorphed. Missing lists
-    (an option-type jagged input) count as empty lists.
-
-This module imports numpy and awkward; torch, safetensors and dask-awkward are imported only
-when a model is built or a dask array is transformed.
+Pickling carries :meth:`Morpher.payload <coffea_f4f.morpher.Morpher.payload>` (JSON and
+safetensors bytes; no file path, no pickled module); the model is built once per process in a
+bounded cache (:func:`cache_info`, :func:`clear_model_cache`). The typetracer (graph-building)
+pass never runs torch. Details and measurements: DESIGN-NOTES.md, "coffea transform".
 """
+
 
 from __future__ import annotations
 
+import collections
 import hashlib
-import json
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import awkward as ak
 import numpy as np
 
-from .columns import MissingColumnError
+from .columns import (
+    Layout,
+    as_path,
+    broadcast_to_objects,
+    flatten,
+    get_field,
+    is_dask,
+    list_depth,
+    path_name,
+    to_float,
+)
+from .morpher import Morpher, load
 
-__all__ = ["MorphTransform", "clear_model_cache"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch  # noqa: F401
+
+__all__ = ["CACHE_SIZE", "DEFAULT_BATCH_SIZE", "MorphTransform", "cache_info",
+           "clear_model_cache"]
 
 #: rows per torch call when ``batch_size`` is not given
 DEFAULT_BATCH_SIZE = 16384
+#: models kept built per process (least recently used dropped first)
+CACHE_SIZE = 8
 
-# (content hash, precision, device, num_threads) -> Morpher; one build per process and key
-_MODEL_CACHE: dict[tuple[str, str, str, int | None], Any] = {}
-_CACHE_LOCK = threading.Lock()
+FieldSpec = str | tuple[str, ...] | Callable[[Any], Any]
 
-FieldSpec = str | Callable[[Any], Any]
+
+# ----------------------------------------------------------------------------- model cache
+class CacheInfo(NamedTuple):
+    """Like ``functools.lru_cache``'s: hits, misses, the bound and the models held now."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class _ModelCache:
+    """A bounded, thread-safe LRU of built models: one build per process and key."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._models: collections.OrderedDict[tuple[Any, ...], Morpher] = (
+            collections.OrderedDict())
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple[Any, ...], build: Callable[[], Morpher]) -> Morpher:
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._models.move_to_end(key)
+                self.hits += 1
+                return model
+            self.misses += 1
+            model = build()
+            self._models[key] = model
+            while len(self._models) > self.maxsize:
+                self._models.popitem(last=False)
+            return model
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def info(self) -> CacheInfo:
+        return CacheInfo(self.hits, self.misses, self.maxsize, len(self._models))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self.hits = self.misses = 0
+
+
+_MODEL_CACHE = _ModelCache(CACHE_SIZE)
+
+
+def cache_info() -> CacheInfo:
+    """Hits, misses, size bound and current size of this process's model cache."""
+    return _MODEL_CACHE.info()
 
 
 def clear_model_cache() -> None:
     """Forget all models built by :class:`MorphTransform` in this process."""
-    with _CACHE_LOCK:
-        _MODEL_CACHE.clear()
+    _MODEL_CACHE.clear()
 
 
-# ----------------------------------------------------------------------------- helpers
-def _is_dask(obj: Any) -> bool:
-    dak = sys.modules.get("dask_awkward")
-    return dak is not None and isinstance(obj, dak.Array)
-
-
-def _form(arr: Any) -> Any:
-    return arr.form if _is_dask(arr) else arr.layout.form
-
-
-def _walk(form: Any) -> tuple[int, Any]:
-    """List depth and leaf form of ``form`` (option and index layers skipped)."""
-    depth = 0
-    while True:
-        name = type(form).__name__
-        if name in ("ListOffsetForm", "ListForm", "RegularForm"):
-            depth += 1
-            form = form.content
-        elif name in ("IndexedOptionForm", "ByteMaskedForm", "BitMaskedForm", "UnmaskedForm",
-                      "IndexedForm"):
-            form = form.content
-        elif name == "NumpyForm":
-            return depth + len(form.inner_shape), form
-        else:
-            return depth, form
-
-
-def _available(events: Any, limit: int = 5000) -> list[str]:
-    """Dotted field paths of ``events`` (top level and one collection level), from its form."""
-    try:
-        form = _form(events)
-    except Exception:  # pragma: no cover - exotic inputs: no suggestions
-        return []
-    out: list[str] = []
-
-    def record_of(f: Any) -> Any:
-        _, leaf = _walk(f)
-        return leaf if type(leaf).__name__ == "RecordForm" else None
-
-    top = record_of(form)
-    if top is None:
-        return out
-    for name, content in zip(top.fields, top.contents, strict=True):
-        out.append(name)
-        sub = record_of(content)
-        if sub is not None and len(out) < limit:
-            out.extend(f"{name}.{s}" for s in sub.fields)
-    return out
-
-
-def _get_path(events: Any, path: str) -> Any:
-    """The column at dotted ``path`` of an ak or dak record array (MissingColumnError if not)."""
-    current = events
-    for part in path.split("."):
-        fields = getattr(current, "fields", None) or []
-        if part not in fields:
-            raise MissingColumnError(path, _available(events))
-        current = current[part]
-    return current
-
-
+# ----------------------------------------------------------------------------- columns in
 @dataclass(frozen=True)
 class _Column:
-    """A resolved input: the array, its list depth (0 event-level, 1 jagged) and its name."""
+    """A resolved input: the array, its list depth (0 event-level, 1 jagged) and its label."""
 
     array: Any
     depth: int
     name: str
 
 
+def _check_spec(spec: Any, what: str) -> None:
+    if callable(spec):
+        return
+    try:
+        as_path(spec)
+    except TypeError:
+        raise TypeError(
+            f"{what} must be a field path such as 'FatJet.msoftdrop' (or a tuple path) or a "
+            f"callable events -> array, got {spec!r}"
+        ) from None
+
+
 def _resolve(events: Any, spec: FieldSpec, name: str, what: str) -> _Column:
+    """Look up (or compute) one input or condition column and check what it holds."""
     if callable(spec):
         arr = spec(events)
         label = f"{what} {name!r} (callable)"
     else:
-        arr = _get_path(events, spec)
-        label = f"{what} {spec!r}"
-    if _is_dask(events) != _is_dask(arr):
+        arr = get_field(events, spec)
+        label = f"{what} {path_name(spec)!r}"
+    if is_dask(events) != is_dask(arr):
         raise TypeError(
             f"{label} is a {type(arr).__name__} but the events are a {type(events).__name__}; "
             "a callable must return an array of the same kind (dask or not) as the events"
         )
-    if not _is_dask(arr) and not isinstance(arr, ak.Array):
+    if not is_dask(arr) and not isinstance(arr, ak.Array):
         values = np.asarray(arr)
         if values.ndim == 0:
             raise TypeError(f"{label} is a scalar ({type(arr).__name__}); return one value per "
                             "event or per object")
         arr = ak.Array(values)
-    depth, leaf = _walk(_form(arr))
-    kind = type(leaf).__name__
-    if kind == "RecordForm":
+    depth, leaf = list_depth(arr)
+    if isinstance(leaf, ak.forms.RecordForm):
         raise TypeError(
             f"{label} is a record with fields {list(leaf.fields)[:8]}, not a number; name one of "
             "its fields (e.g. 'FatJet.msoftdrop')"
         )
-    if kind != "NumpyForm":
-        raise TypeError(f"{label} has an unsupported type ({kind}); expected numbers")
+    if not isinstance(leaf, ak.forms.NumpyForm):
+        raise TypeError(f"{label} has an unsupported type ({type(leaf).__name__}); expected "
+                        "numbers")
     if np.dtype(leaf.primitive).kind not in "iuf":
         raise TypeError(f"{label} has dtype {leaf.primitive}, not a number")
     if depth > 1:
@@ -192,33 +176,19 @@ def _resolve(events: Any, spec: FieldSpec, name: str, what: str) -> _Column:
     return _Column(arr, depth, label)
 
 
-def _flat_numpy(arr: ak.Array, jagged: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """float64 values (None -> NaN), flattened one level when jagged; and the counts."""
-    counts = None
-    if jagged:
-        counts = ak.to_numpy(ak.fill_none(ak.num(arr, axis=1), 0)).astype(np.int64)
-        arr = ak.flatten(arr, axis=1)
-    arr = ak.fill_none(ak.values_astype(arr, np.float64), np.nan)
-    return np.asarray(ak.to_numpy(arr), dtype=np.float64), counts
+def _maybe_map_partitions(fn: Callable[..., ak.Array], *arrays: Any) -> Any:
+    """``fn(*arrays)`` on concrete arrays; one ``dak.map_partitions`` task on dask arrays."""
+    if any(is_dask(a) for a in arrays):
+        import dask_awkward as dak
 
-
-def _pack(y: np.ndarray, fields: list[str], counts: np.ndarray | None) -> ak.Array:
-    """Morphed matrix -> record array of one (jagged if ``counts``) float64 column per field."""
-    cols = {}
-    for j, f in enumerate(fields):
-        col = ak.contents.NumpyArray(np.ascontiguousarray(y[:, j]))
-        if counts is not None:
-            offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-            np.cumsum(counts, out=offsets[1:])
-            col = ak.contents.ListOffsetArray(ak.index.Index64(offsets), col)
-        cols[f] = col
-    length = len(y) if counts is None else len(counts)
-    return ak.Array(ak.contents.RecordArray(list(cols.values()), list(cols), length=length))
+        return dak.map_partitions(fn, *arrays, label="f4f-morph")
+    return fn(*arrays)
 
 
 # ----------------------------------------------------------------------------- the task
 class _MorphPartition:
-    """The per-chunk (eager) or per-partition (dask) function: columns in, record out."""
+    """The per-chunk (eager) or per-partition (dask) function: columns in, record out, in
+    the transform's three stages (``prepare``, ``numpy_call``, ``postprocess``)."""
 
     def __init__(self, transform: MorphTransform, depths: tuple[int, ...], n_inputs: int,
                  target_value: float | None) -> None:
@@ -232,17 +202,21 @@ class _MorphPartition:
         return ("coffea-f4f-morph", type(t).__qualname__, t.model_hash, t.precision, t.device,
                 t.num_threads, t.batch_size, self.depths, self.n_inputs, self.target_value)
 
+    @property
+    def jagged(self) -> bool:
+        return bool(self.depths[0])
+
     def __call__(self, *arrays: Any) -> ak.Array:
-        features = self.transform.features
-        jagged = bool(self.depths[0])
-        if ak.backend(*arrays) == "typetracer":
+        if ak.backend(*arrays) == "typetracer":  # dask's graph building: no torch here
             for a in arrays:  # the result depends on every buffer of every input
                 ak.typetracer.touch_data(a)
-            empty = _pack(np.zeros((0, len(features))), features,
-                          np.zeros(0, dtype=np.int64) if jagged else None)
+            n = len(self.transform.features)
+            empty = self.transform.postprocess(np.zeros((0, n)),
+                                     Layout(0, np.zeros(0, np.int64) if self.jagged else None))
             return ak.Array(empty.layout.to_typetracer(forget_length=True))
-        return self.transform._morph_arrays(arrays, self.depths, self.n_inputs,
-                                            self.target_value)
+        t = self.transform
+        x, ctx, layout = t.prepare(arrays, self.depths, self.n_inputs, self.target_value)
+        return t.postprocess(t.numpy_call(x, ctx), layout)
 
 
 # ----------------------------------------------------------------------------- transform
@@ -305,9 +279,7 @@ class MorphTransform:
         precision: str | None = None,
         device: str = "cpu",
     ) -> None:
-        from .morpher import Morpher, load
-
-        if isinstance(model, (str, os.PathLike)):
+        if isinstance(model, str | os.PathLike):
             model = load(model)
         if not isinstance(model, Morpher):
             raise TypeError(
@@ -349,7 +321,7 @@ class MorphTransform:
         if not self._between and target_condition is not None:
             raise ValueError("target_condition= is only for between-condition models "
                              "(fit_condition_morpher)")
-        if target_condition is not None and not isinstance(target_condition, (int, float)):
+        if target_condition is not None and not isinstance(target_condition, int | float):
             _check_spec(target_condition, "target_condition")
         self.target_condition = target_condition
 
@@ -372,7 +344,7 @@ class MorphTransform:
         self.precision = precision
         self.device = device
 
-        self._config_bytes, self._weights = _serialise(model)
+        self._config_bytes, self._weights = model.payload()
         self.model_hash = hashlib.sha256(
             self._config_bytes + b"\0" + self._weights).hexdigest()
 
@@ -383,29 +355,15 @@ class MorphTransform:
 
     # ------------------------------------------------------------------ model
     @property
-    def morpher(self) -> Any:
+    def morpher(self) -> Morpher:
         """The process-wide cached :class:`~coffea_f4f.morpher.Morpher` (built on first use)."""
         key = (self.model_hash, self.precision, self.device, self.num_threads)
-        model = _MODEL_CACHE.get(key)
-        if model is None:
-            with _CACHE_LOCK:
-                model = _MODEL_CACHE.get(key)
-                if model is None:
-                    model = self._build()
-                    _MODEL_CACHE[key] = model
-        return model
+        return _MODEL_CACHE.get(key, self._build)
 
-    def _build(self) -> Any:
-        import torch
-
-        from .morpher import Morpher
-
-        config = json.loads(self._config_bytes.decode())
-        model = Morpher.from_config(config, _restore_state(config, self._weights))
-        model.to(self.device, precision=self.precision)
+    def _build(self) -> Morpher:
+        model = Morpher.from_payload(self._config_bytes, self._weights,
+                                     precision=self.precision, device=self.device)
         model.num_threads = self.num_threads
-        dtype = torch.float64 if self.precision == "float64" else torch.float32
-        model.module.to(dtype=dtype, device=model.device)
         return model
 
     # ------------------------------------------------------------------ naming
@@ -413,7 +371,7 @@ class MorphTransform:
         spec = self.inputs[feature]
         if callable(spec):
             return (f"{feature}{self.suffix}",)
-        parts = spec.split(".")
+        parts = as_path(spec)
         return (*parts[:-1], parts[-1] + self.suffix)
 
     @property
@@ -432,7 +390,7 @@ class MorphTransform:
         Returns:
             The same kind of array with one new float64 field per feature.
         """
-        if not (isinstance(events, ak.Array) or _is_dask(events)):
+        if not (isinstance(events, ak.Array) or is_dask(events)):
             raise TypeError(
                 f"events must be an awkward or dask-awkward array, got {type(events).__name__}"
             )
@@ -442,7 +400,7 @@ class MorphTransform:
             conds.append(_resolve(events, self.condition, self.condition_name, "condition"))
         target_value = None
         if self.target_condition is not None:
-            if isinstance(self.target_condition, (int, float)):
+            if isinstance(self.target_condition, int | float):
                 target_value = float(self.target_condition)
             else:
                 conds.append(_resolve(events, self.target_condition, self.condition_name,
@@ -466,13 +424,12 @@ class MorphTransform:
         arrays = [c.array for c in (*cols, *conds)]
         depths = tuple(c.depth for c in (*cols, *conds))
         fn = _MorphPartition(self, depths, len(cols), target_value)
-        if _is_dask(events):
+        morphed = _maybe_map_partitions(fn, *arrays)
+        if is_dask(events):
             import dask_awkward as dak
 
-            morphed = dak.map_partitions(fn, *arrays, label="f4f-morph")
             with_field = dak.with_field
         else:
-            morphed = fn(*arrays)
             with_field = ak.with_field
         for f in self.features:
             path = self._output_path(f)
@@ -481,46 +438,52 @@ class MorphTransform:
 
     transform = __call__
 
-    def _morph_arrays(self, arrays: tuple[Any, ...], depths: tuple[int, ...], n_inputs: int,
-                      target_value: float | None) -> ak.Array:
-        """Morph one chunk: concrete arrays in the order inputs, condition, target condition."""
+    # ------------------------------------------------------------------ the three stages
+    def prepare(
+        self, arrays: tuple[Any, ...], depths: tuple[int, ...], n_inputs: int,
+        target_value: float | None,
+    ) -> tuple[np.ndarray, list[np.ndarray], Layout]:
+        """Stage 1: concrete columns (inputs, condition, target condition) -> rows and their
+        conditions. None becomes NaN (the NaN policy); an event-level condition is broadcast
+        to the objects of jagged inputs."""
+        t = self
         jagged = bool(depths[0])
-        names = self.features
-        flat, counts = [], None
+        names = t.features
+        counts: np.ndarray | None = None
+        cols = []
         for j, (arr, name) in enumerate(zip(arrays[:n_inputs], names, strict=True)):
-            values, c = _flat_numpy(arr, jagged)
             if jagged:
+                arr, n_obj = flatten(arr)
                 if counts is None:
-                    counts = c
-                elif len(c) != len(counts) or not np.array_equal(c, counts):
+                    counts = n_obj
+                elif len(n_obj) != len(counts) or not np.array_equal(n_obj, counts):
                     raise ValueError(
-                        f"jagged inputs {names[0]!r} ({self.inputs[names[0]]!r}) and {name!r} "
-                        f"({self.inputs[names[j]]!r}) have different numbers of objects per "
+                        f"jagged inputs {names[0]!r} ({t.inputs[names[0]]!r}) and {name!r} "
+                        f"({t.inputs[names[j]]!r}) have different numbers of objects per "
                         "event; morph fields of one collection together"
                     )
-            flat.append(values)
-        x = np.stack(flat, axis=1) if flat else np.zeros((0, 0))
+            cols.append(to_float(arr, name, what="input", none_as_nan=True))
+        x = np.stack(cols, axis=1) if cols else np.zeros((0, 0))
+        layout = Layout(len(x), counts)
         ctx = []
-        for arr, d in zip(arrays[n_inputs:], depths[n_inputs:], strict=True):
-            values, c = _flat_numpy(arr, bool(d))
-            if jagged and not d:
-                if len(values) != len(counts):
-                    raise ValueError(  # pragma: no cover - same events, cannot differ
-                        f"condition has {len(values)} events, inputs {len(counts)}")
-                values = np.repeat(values, counts)
-            elif jagged and not np.array_equal(c, counts):
-                raise ValueError(
-                    "the per-object condition has different numbers of objects per event than "
-                    "the inputs; give one value per event or per input object"
-                )
+        for arr, depth in zip(arrays[n_inputs:], depths[n_inputs:], strict=True):
+            if depth:
+                arr, n_obj = flatten(arr)
+                if not np.array_equal(n_obj, counts):
+                    raise ValueError(
+                        "the per-object condition has different numbers of objects per event "
+                        "than the inputs; give one value per event or per input object"
+                    )
+            values = to_float(arr, "condition", what="condition", none_as_nan=True)
+            if jagged and not depth:
+                values = broadcast_to_objects(values, layout)
             ctx.append(values)
         if target_value is not None:
             ctx.append(np.full(len(x), target_value))
-        y = self._morph_matrix(x, ctx)
-        return _pack(y, names, counts)
+        return x, ctx, layout
 
-    def _morph_matrix(self, x: np.ndarray, ctx: list[np.ndarray]) -> np.ndarray:
-        """Morph the rows that can be morphed; the others are NaN (the NaN policy)."""
+    def numpy_call(self, x: np.ndarray, ctx: list[np.ndarray]) -> np.ndarray:
+        """Stage 2: morph the rows that can be morphed; the others are NaN (the NaN policy)."""
         y = np.full(x.shape, np.nan)
         if len(x) == 0:
             return y
@@ -542,74 +505,13 @@ class MorphTransform:
         y[good] = morpher.morph(x[good], batch_size=self.batch_size, **kwargs)
         return y
 
-
-def _check_spec(spec: Any, what: str) -> None:
-    if callable(spec):
-        return
-    if not isinstance(spec, str) or not spec or any(not p for p in spec.split(".")):
-        raise TypeError(
-            f"{what} must be a field path such as 'FatJet.msoftdrop' or a callable "
-            f"events -> array, got {spec!r}"
-        )
-
-
-def _architecture_buffers(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Buffers of the map that follow from its architecture alone (e.g. the MADE masks).
-
-    They are found by building the map twice under different random seeds and keeping the
-    buffers that come out identical, so nothing random is ever treated as derivable.
-    """
-    import torch
-
-    from .morpher import build_map
-
-    builds = []
-    for seed in (1, 2):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            builds.append(dict(build_map(spec).named_buffers()))
-    a, b = builds
-    return {k: v for k, v in a.items()
-            if k in b and v.shape == b[k].shape and torch.equal(v, b[k])}
-
-
-def _serialise(model: Any) -> tuple[bytes, bytes]:
-    """The model as (config JSON bytes, safetensors bytes) with only what morphing needs.
-
-    Left out: the training densities and history, and the map's buffers that the architecture
-    determines (rebuilt by :func:`_restore_state`). float64 weights that are exact float32
-    values (a float32-trained model after ``Morpher.morph`` moved it to float64) are stored as
-    float32, so the payload is small and its hash does not depend on the model's history.
-    """
-    import torch
-    from safetensors.torch import save as save_weights
-
-    config = dict(model.config())
-    config["source_density"] = None
-    config["target_density"] = None
-    config["history"] = {}
-    derived = _architecture_buffers(config["map"])
-    state = {}
-    for k, v in model.state_dict().items():
-        if not k.startswith("map."):
-            continue
-        fixed = derived.get(k[len("map."):])
-        if fixed is not None and fixed.shape == v.shape and torch.equal(fixed.to(v.dtype), v):
-            continue
-        if v.dtype == torch.float64:
-            f32 = v.float()
-            if (f32.double() == v).all():
-                v = f32
-        state[k] = v
-    return json.dumps(config, sort_keys=True).encode(), save_weights(state)
-
-
-def _restore_state(config: Mapping[str, Any], weights: bytes) -> dict[str, Any]:
-    """The full state dict for ``Morpher.from_config``: the saved tensors plus the buffers
-    that :func:`_serialise` left out because the architecture determines them."""
-    from safetensors.torch import load as load_weights
-
-    state = dict(load_weights(weights))
-    for k, v in _architecture_buffers(config["map"]).items():
-        state.setdefault(f"map.{k}", v)
-    return state
+    def postprocess(self, y: np.ndarray, layout: Layout) -> ak.Array:
+        """Stage 3: morphed rows -> a record array with one float64 column per feature
+        (jagged on the inputs' counts when the inputs are)."""
+        columns = {}
+        for j, f in enumerate(self.features):
+            col = np.ascontiguousarray(y[:, j])
+            columns[f] = ak.unflatten(col, layout.counts) if layout.jagged else ak.Array(col)
+        if not columns:
+            return ak.Array([{}] * layout.n_events)  # pragma: no cover - a model has features
+        return ak.zip(columns, depth_limit=1)

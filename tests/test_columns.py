@@ -2,7 +2,13 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from coffea_f4f.columns import MissingColumnError, replace_fields, to_matrix
+from coffea_f4f.columns import (
+    MissingColumnError,
+    condition_matrix,
+    get_field,
+    replace_fields,
+    to_matrix,
+)
 
 
 def records():
@@ -92,3 +98,115 @@ def test_event_level_field_morphed_per_object_cannot_be_written_back():
     x, layout = to_matrix(data, ["FatJet.msoftdrop", "mjj"])
     with pytest.raises(ValueError, match="'mjj' is one value per event"):
         replace_fields(data, ["FatJet.msoftdrop", "mjj"], x, layout)
+
+
+# ---------------------------------------------------------------- paths and suggestions
+def test_tuple_and_dotted_paths_are_the_same_column():
+    data = records()
+    a, _ = to_matrix(data, ["FatJet.msoftdrop"])
+    b, _ = to_matrix(data, [("FatJet", "msoftdrop")])
+    np.testing.assert_array_equal(a, b)
+    out = replace_fields(data, [("FatJet", "msoftdrop")], a * 0 + 7, _)
+    assert ak.to_list(out.FatJet.msoftdrop) == [[7.0, 7.0], [], [7.0]]
+
+
+def test_misspelt_collection_suggests_the_repaired_path_stably():
+    data = ak.Array({"Jet": [{"pt": [1.0], "eta": [0.1]}], "FatJet": [{"pt": [2.0]}],
+                     "nJet": [1]})
+    messages = set()
+    for _ in range(3):
+        with pytest.raises(MissingColumnError) as err:
+            get_field(data, "Jets.pt")
+        messages.add(str(err.value))
+    assert len(messages) == 1  # the same message every time
+    assert err.value.suggestions[0] == "Jet.pt"
+    with pytest.raises(MissingColumnError) as err:
+        get_field(data, "Jet.ptt")
+    assert err.value.suggestions == ["Jet.pt"]
+    assert err.value.available == ["Jet.pt", "Jet.eta"]  # the fields where the lookup failed
+
+
+# ---------------------------------------------------------------- pandas (by name)
+def test_dataframe_is_read_by_column_name_and_morph_returns_a_dataframe(tiny_morpher):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(50, 2))
+    df = pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "w": np.arange(50.0)})
+    swapped = df[["y", "w", "x"]]  # reordered columns must not swap the features
+    ref = tiny_morpher.morph(x)
+    for frame in (df, swapped):
+        out = tiny_morpher.morph(frame)
+        assert isinstance(out, pd.DataFrame)
+        assert list(out.columns) == list(frame.columns)
+        np.testing.assert_array_equal(out["w"].to_numpy(), np.arange(50.0))
+        np.testing.assert_allclose(out[["x", "y"]].to_numpy(), ref, rtol=1e-12, atol=1e-12)
+    with pytest.raises(MissingColumnError, match="'x'"):
+        tiny_morpher.morph(df.rename(columns={"x": "xx"}))
+
+
+# ---------------------------------------------------------------- conditions
+def test_flat_condition_is_per_event_even_when_objects_equal_events():
+    # 3 events, 3 objects: [2, 0, 1] objects; a length guess cannot tell the two apart
+    data = ak.Array({"Jet": [{"pt": [1.0, 2.0]}, {"pt": []}, {"pt": [3.0]}]})
+    x, layout = to_matrix(data, ["Jet.pt"])
+    assert layout.n_rows == layout.n_events == 3
+    per_event = np.array([10.0, 20.0, 30.0])
+    c = condition_matrix(data, per_event, ["rho"], layout)
+    np.testing.assert_array_equal(c[:, 0], [10.0, 10.0, 30.0])  # broadcast, not row by row
+    per_object = ak.Array([[1.5, 2.5], [], [3.5]])
+    c = condition_matrix(data, per_object, ["rho"], layout)
+    np.testing.assert_array_equal(c[:, 0], [1.5, 2.5, 3.5])
+    with pytest.raises(ValueError, match="different numbers of objects"):
+        condition_matrix(data, ak.Array([[1.0], [], [3.0]]), ["rho"], layout)
+
+
+def test_event_level_morph_with_objects_equal_events(tiny_conditional_morpher):
+    m = tiny_conditional_morpher
+    rng = np.random.default_rng(3)
+    counts = [2, 0, 1]
+    flat = rng.normal(size=(3, 2))
+    jets = ak.unflatten(ak.Array({"x": flat[:, 0], "y": flat[:, 1]}), counts)
+    per_event = np.array([0.2, 0.9, 0.6])
+    out = m.morph(jets, condition=per_event)
+    ref = m.morph(flat, condition=np.repeat(per_event, counts))
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(out.x)), ref[:, 0], rtol=1e-12)
+    wrong = m.morph(flat, condition=per_event)  # what the old length guess computed
+    assert not np.allclose(ak.to_numpy(ak.flatten(out.x)), wrong[:, 0])
+
+
+@pytest.mark.parametrize("n", [256, 512])  # batch sizes that divide N
+def test_a_longer_condition_is_rejected_not_truncated(tiny_conditional_morpher, n):
+    m = tiny_conditional_morpher
+    x = np.zeros((n, 2))
+    for cond in (np.zeros(2 * n), np.zeros((2 * n, 1))):
+        with pytest.raises(ValueError, match=f"{2 * n} values for {n}"):
+            m.morph(x, condition=cond, batch_size=256)
+        with pytest.raises(ValueError, match=f"{2 * n} values for {n}"):
+            m.morph({"x": x[:, 0], "y": x[:, 1]}, condition=cond, batch_size=256)
+    with pytest.raises(ValueError, match=f"{2 * n} values for {n}"):
+        m.morph({"x": x[:, 0], "y": x[:, 1], "c": np.zeros(2 * n)}, batch_size=256)
+
+
+def test_fit_density_on_jagged_features_with_event_level_condition():
+    from conftest import QUICK, TINY
+
+    from coffea_f4f import fit_density
+
+    rng = np.random.default_rng(2)
+    counts = rng.integers(0, 4, 300)
+    n_obj = int(counts.sum())
+    rho = rng.uniform(10, 40, 300)
+    events = ak.Array({
+        "Jet": ak.unflatten(ak.Array({"pt": rng.exponential(30, n_obj) + 20,
+                                      "eta": rng.normal(size=n_obj)}), counts),
+        "fixedGridRhoFastjetAll": rho,
+    })
+    d = fit_density(events, features=["Jet.pt", "Jet.eta"], condition="fixedGridRhoFastjetAll",
+                    flow=TINY, train=QUICK)
+    lp = d.log_prob(events)
+    assert lp.shape == (n_obj,) and np.isfinite(lp).all()
+    # the same numbers as the flattened objects with rho repeated per object
+    flat = {"Jet.pt": ak.to_numpy(ak.flatten(events.Jet.pt)),
+            "Jet.eta": ak.to_numpy(ak.flatten(events.Jet.eta)),
+            "fixedGridRhoFastjetAll": np.repeat(rho, counts)}
+    np.testing.assert_allclose(d.log_prob(flat), lp, rtol=1e-12)

@@ -190,9 +190,12 @@ def test_jagged_records_with_event_level_condition(tiny_conditional_morpher):
     per_object = np.repeat(per_event, counts)
     ref = m.morph(x, condition=per_object)
     jets = ak.unflatten(ak.Array({"x": x[:, 0], "y": x[:, 1]}), counts)
-    for cond in (per_event, per_object):
+    # a flat array is one value per event, a jagged one one value per object
+    for cond in (per_event, ak.unflatten(per_object, counts)):
         out = m.morph(jets, condition=cond)
         np.testing.assert_allclose(ak.to_numpy(ak.flatten(out.y)), ref[:, 1], atol=1e-12)
+    with pytest.raises(ValueError, match="6 values for 4 events"):
+        m.morph(jets, condition=per_object)  # per-object values must come jagged
 
 
 def test_applying_does_not_change_the_saved_weights(tiny_morpher, tmp_path):

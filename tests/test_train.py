@@ -6,7 +6,8 @@ import torch
 from conftest import QUICK, TINY, gaussian_pair
 
 import coffea_f4f as f4f
-from coffea_f4f import train as T
+from coffea_f4f import flows
+from coffea_f4f.train import loop
 from coffea_f4f.config import FlowConfig, TrainConfig
 from coffea_f4f.metrics import c2st_auc
 
@@ -80,9 +81,9 @@ def test_early_stopping_restores_the_best_state():
     assert h["best_epoch"] == int(np.argmin(h["val_loss"])) + 1
     # recompute the validation loss of the returned model on the same split
     z = d.scaler.forward(a)
-    split = T._split(z, None, cfg, "cpu", salt=0)
+    split = loop.split(z, None, cfg, "cpu", salt=loop.Salt.DENSITY)
     with torch.no_grad():
-        val = -T.flows.log_prob(d.flow, split.val[0]).mean().item()
+        val = -flows.log_prob(d.flow, split.val[0]).mean().item()
     assert val == pytest.approx(min(h["val_loss"]), abs=1e-4)
     assert val < h["val_loss"][-1]  # the last epoch was worse: the best state came back
 
@@ -98,7 +99,7 @@ def test_progress_bar_can_be_switched_off(capsys):
 
 def test_every_event_of_both_datasets_is_used_each_epoch():
     gen = torch.Generator().manual_seed(0)
-    idx = T._epoch_indices(7, 20, gen)
+    idx = loop.epoch_indices(7, 20, gen)
     assert len(idx) == 20 and set(idx[:7].tolist()) == set(range(7))
     assert set(idx.tolist()) == set(range(7))
 
@@ -128,9 +129,22 @@ def test_bad_training_input():
     with pytest.raises(ValueError, match="penalty"):
         f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], penalty="l3",
                         penalty_weight=1.0)
-    with pytest.raises(ValueError, match="CUDA"):
-        f4f.fit_density(as_dict(a), features=["x", "y"], train=QUICK.replace(device="cuda")) \
-            if not torch.cuda.is_available() else (_ for _ in ()).throw(ValueError("CUDA"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
+def test_cuda_device_is_refused_without_cuda():
+    a, _ = gaussian_pair(100)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        f4f.fit_density(as_dict(a), features=["x", "y"], train=QUICK.replace(device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_device_trains_when_available():
+    a, _ = gaussian_pair(300)
+    d = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
+                        train=QUICK.replace(device="cuda"))
+    assert d.history["epochs_run"] == QUICK.epochs
+    assert np.isfinite(d.log_prob(a)).all()
 
 
 def test_supplied_density_must_match_features(tiny_morpher):

@@ -140,11 +140,11 @@ class FlakyTransform(MorphTransform):
 
     flag: str = ""
 
-    def _morph_arrays(self, *args, **kwargs):
+    def numpy_call(self, *args, **kwargs):
         if not os.path.exists(self.flag):
             Path(self.flag).write_text("failed once")
             raise RuntimeError("simulated worker failure")
-        return super()._morph_arrays(*args, **kwargs)
+        return super().numpy_call(*args, **kwargs)
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -287,7 +287,7 @@ def test_model_built_once_per_process(mass_pt_model, nano_path, monkeypatch):
         t(chunk).FatJet.mass_morphed  # noqa: B018 - evaluated for the side effect
         pickle.loads(pickle.dumps(t))(chunk).FatJet.mass_morphed  # noqa: B018
     assert len(builds) == 1
-    assert len(transform_module._MODEL_CACHE) == 1
+    assert transform_module.cache_info().currsize == 1
     assert pickle.loads(pickle.dumps(t)).morpher is t.morpher
     # another thread setting or precision is another cache entry; the content hash is shared
     t1 = mass_pt_transform(mass_pt_model, precision="float32")
@@ -529,7 +529,9 @@ def test_nan_inf_and_out_of_domain_rows_pass_through_as_nan(nano_path, mass_pt_m
     y_bad = np.concatenate(list(rows(t(ev_bad), fields).values()))
     y = np.concatenate(list(rows(t(ev), fields).values()))
     assert np.isnan(y_bad[bad]).all()
-    np.testing.assert_array_equal(y_bad[~bad], y[~bad])
+    # the good rows are morphed in a batch without the bad ones (another batch layout): equal
+    # to rounding, not bitwise (other CPU kernels differ by ~1e-15); masses and pTs are O(10+)
+    np.testing.assert_allclose(y_bad[~bad], y[~bad], rtol=1e-12, atol=0)
     assert np.isfinite(y).all()
     # None values (option type) are treated like NaN
     opt = ak.mask(ev.FatJet.pt, ev.FatJet.pt > 300)
@@ -537,7 +539,7 @@ def test_nan_inf_and_out_of_domain_rows_pass_through_as_nan(nano_path, mass_pt_m
     y2 = np.stack([ak.to_numpy(ak.flatten(t2(ev).FatJet.mass_morphed))], 1)[:, 0]
     keep = ak.to_numpy(ak.flatten(ev.FatJet.pt > 300))
     assert np.isnan(y2[~keep]).all()
-    np.testing.assert_array_equal(y2[keep], y[keep, 0])
+    np.testing.assert_allclose(y2[keep], y[keep, 0], rtol=1e-12, atol=0)  # a row subset
 
 
 # ----------------------------------------------------------------------------- Runner + dask
@@ -597,3 +599,21 @@ def test_dask_task_retry_gives_the_same_result(nano_path, mass_pt_model, client,
     os.remove(flaky.flag)
     with pytest.raises(RuntimeError, match="simulated worker failure"):
         client.compute(out, retries=0, sync=True)
+
+
+def test_one_model_copy_per_process_and_a_bounded_cache(mass_pt_model):
+    transform_module.clear_model_cache()
+    t = mass_pt_transform(mass_pt_model)
+    m = t.morpher
+    assert m._applied(torch.float64) is m.module  # the map is held once, in float64
+    assert next(m.module.parameters()).dtype == torch.float64
+    assert m.source_density is None and m.target_density is None  # not shipped to workers
+    info = transform_module.cache_info()
+    assert (info.misses, info.currsize) == (1, 1)
+    assert t.morpher is m and transform_module.cache_info().hits == info.hits + 1
+    size = transform_module.CACHE_SIZE
+    for threads in range(2, size + 3):  # more distinct keys than the bound
+        assert mass_pt_transform(mass_pt_model, num_threads=threads).morpher is not None
+    assert transform_module.cache_info().currsize == size  # least recently used dropped
+    transform_module.clear_model_cache()
+    assert transform_module.cache_info() == (0, 0, size, 0)

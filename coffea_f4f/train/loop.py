@@ -1,0 +1,322 @@
+"""The generic training loop: split, epochs, validation, early stopping, checkpoints, resume.
+
+It trains any ``nn.Module`` on a sum of likelihood :class:`Term` s and knows nothing of
+densities or morphs (those are :mod:`coffea_f4f.train.fits`). Adam with a cosine learning-rate
+schedule per step, gradient clipping, a validation split with early stopping that restores the
+best state, a tqdm progress bar, seeded reproducibility, a checkpoint after every epoch and an
+exact resume from it. :func:`train_stage` is the ritual every stage of a fit goes through.
+See DESIGN-NOTES.md, "Training loop".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import enum
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import flows
+from ..config import TrainConfig
+
+__all__ = [
+    "Callback",
+    "Salt",
+    "Split",
+    "Term",
+    "epoch_indices",
+    "require_checkpoint",
+    "run_loop",
+    "seeded",
+    "split",
+    "stage_checkpoint",
+    "train_stage",
+    "val_loss",
+]
+
+Callback = Callable[[int, dict], Any]
+
+
+class Salt(enum.IntEnum):
+    """Offsets added to ``TrainConfig.seed`` so that every random stream of a fit is its own
+    (data splits, network initialisations). The values are part of reproducibility: changing
+    one changes trained models."""
+
+    DENSITY = 0
+    SOURCE_DENSITY = 1
+    TARGET_DENSITY = 2
+    MORPH_INIT = 3
+    SOURCE_SPLIT = 4
+    TARGET_SPLIT = 5
+    CONDITION_DENSITY = 6
+    CONDITION_MORPH_INIT = 7
+    CONDITION_SPLIT = 8
+
+
+@dataclass
+class Split:
+    train: tuple[torch.Tensor, torch.Tensor | None]
+    val: tuple[torch.Tensor, torch.Tensor | None] | None
+
+
+def split(x, c, cfg: TrainConfig, device: str, salt: int) -> Split:
+    rng = np.random.default_rng([cfg.seed, int(salt)])
+    idx = rng.permutation(len(x))
+    if cfg.max_events is not None:
+        idx = idx[: cfg.max_events]
+    n_val = int(round(cfg.val_fraction * len(idx)))
+    if cfg.val_fraction > 0 and len(idx) - n_val < 1:
+        raise ValueError(f"too few events ({len(idx)}) for val_fraction={cfg.val_fraction}")
+
+    def t(a, sel):
+        return None if a is None else torch.as_tensor(a[sel], dtype=torch.float32, device=device)
+
+    tr, va = idx[n_val:], idx[:n_val]
+    return Split(train=(t(x, tr), t(c, tr)), val=(t(x, va), t(c, va)) if n_val else None)
+
+
+# ----------------------------------------------------------------------------- loop
+@dataclass
+class Term:
+    """One likelihood term: per-event loss ``fn(x, c)`` on one dataset."""
+
+    fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    data: Split
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def epoch_indices(n: int, n_max: int, gen: torch.Generator) -> torch.Tensor:
+    """Indices covering all ``n`` events, cycled (fresh permutations) up to ``n_max``."""
+    reps = math.ceil(n_max / n)
+    return torch.cat([torch.randperm(n, generator=gen) for _ in range(reps)])[:n_max]
+
+
+def val_loss(terms: Sequence[Term], chunk: int = 65536) -> float | None:
+    if any(t.data.val is None for t in terms):
+        return None
+    total = 0.0
+    with torch.no_grad():
+        for term in terms:
+            x, c = term.data.val
+            s = 0.0
+            for i in range(0, len(x), chunk):
+                cc = None if c is None else c[i:i + chunk]
+                s += float(term.fn(x[i:i + chunk], cc).sum())
+            total += s / len(x)
+    return total
+
+
+def run_loop(
+    model: torch.nn.Module,
+    terms: Sequence[Term],
+    cfg: TrainConfig,
+    *,
+    desc: str,
+    checkpoint: str | None,
+    callback: Callback | None = None,
+    gen_hook: Callable[[torch.Generator], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``model``'s trainable parameters on the sum of the terms' mean losses."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_max = max(len(t.data.train[0]) for t in terms)
+    steps = math.ceil(n_max / cfg.batch_size)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
+        if cfg.schedule == "cosine" else None
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    state: dict[str, Any] = {
+        "epoch": 0, "train_loss": [], "val_loss": [], "best_val": math.inf, "best_epoch": -1,
+        "bad_epochs": 0, "finished": False, "seconds": 0.0,
+    }
+    best_state = copy.deepcopy(model.state_dict())
+
+    resume_from = cfg.resume if isinstance(cfg.resume, str) else (
+        checkpoint if cfg.resume else None)
+    if resume_from and Path(resume_from).is_file():
+        ck = torch.load(resume_from, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None and ck.get("scheduler"):
+            sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        best_state = ck["best_state"]
+        state.update(ck["state"])
+    if gen_hook is not None:  # terms that draw random numbers use the checkpointed generator
+        gen_hook(gen)
+
+    n_param = flows.count_parameters(model)
+    bar = tqdm(total=cfg.epochs * steps, initial=state["epoch"] * steps, desc=desc,
+               disable=not cfg.progress, unit="step", dynamic_ncols=True, leave=True)
+    bar.set_postfix_str(f"{n_param} params")
+    t_start = time.perf_counter() - state["seconds"]
+    try:
+        while state["epoch"] < cfg.epochs and not state["finished"]:
+            model.train()
+            orders = [epoch_indices(len(t.data.train[0]), n_max, gen) for t in terms]
+            run, count = 0.0, 0
+            for s in range(steps):
+                loss = 0.0
+                for term, order in zip(terms, orders, strict=True):
+                    sel = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+                    x, c = term.data.train
+                    sel = sel.to(x.device)
+                    loss = loss + term.fn(x[sel], None if c is None else c[sel]).mean()
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{desc}: the training loss became {float(loss)} at epoch "
+                        f"{state['epoch'] + 1}; lower TrainConfig.lr or check the scaling of "
+                        "extreme feature values"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                run += loss.item()
+                count += 1
+                bar.update(1)
+            model.eval()
+            train_loss = run / max(count, 1)
+            val = val_loss(terms)
+            state["epoch"] += 1
+            state["train_loss"].append(train_loss)
+            state["val_loss"].append(val)
+            monitor = val if val is not None else train_loss
+            if monitor < state["best_val"]:
+                state["best_val"], state["best_epoch"], state["bad_epochs"] = (
+                    monitor, state["epoch"], 0)
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                state["bad_epochs"] += 1
+            if (cfg.patience is not None and val is not None
+                    and state["bad_epochs"] >= cfg.patience):
+                state["finished"] = True
+                state["stopped_early"] = True
+            state["seconds"] = time.perf_counter() - t_start
+            bar.set_postfix_str(
+                f"epoch {state['epoch']}/{cfg.epochs} loss {train_loss:.4f}"
+                + (f" val {val:.4f}" if val is not None else "")
+            )
+            if checkpoint:  # before the callback: an exception there loses no epoch
+                _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, state)
+            if callback is not None and callback(state["epoch"], dict(state)):
+                state["finished"] = True
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    state["finished"] = True
+    if checkpoint:
+        _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, state)
+    return {
+        "train_loss": state["train_loss"], "val_loss": state["val_loss"],
+        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+        "stopped_early": bool(state.get("stopped_early", False)),
+        "seconds": state["seconds"], "events_per_second": (
+            state["epoch"] * sum(len(t.data.train[0]) for t in terms) / max(state["seconds"],
+                                                                            1e-9)),
+    }
+
+
+def _save_checkpoint(path, model, opt, sched, gen, best_state, state) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({
+        "model": model.state_dict(), "optimizer": opt.state_dict(),
+        "scheduler": None if sched is None else sched.state_dict(),
+        "generator": gen.get_state(), "best_state": best_state, "state": state,
+    }, tmp)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+
+
+def stage_checkpoint(cfg: TrainConfig, stage: str | None) -> tuple[str | None, TrainConfig]:
+    """Checkpoint path of one training stage, and the config with ``resume`` mapped to it.
+
+    ``fit_density`` uses the path as given; the stages of ``fit_morpher`` and
+    ``fit_condition_morpher`` append ``.source_density``, ``.target_density``, ``.density``
+    and ``.morph`` to it.
+    """
+    base = cfg.resume if isinstance(cfg.resume, str) else cfg.checkpoint
+    if base is None:
+        return None, cfg
+    path = base if stage is None else f"{base}.{stage}"
+    return path, cfg.replace(checkpoint=path, resume=bool(cfg.resume))
+
+
+def require_checkpoint(cfg: TrainConfig, stages: Sequence[str | None]) -> None:
+    """``resume=PATH`` must find a checkpoint (``resume=True`` may start afresh)."""
+    if not isinstance(cfg.resume, str):
+        return
+    paths = [cfg.resume if s is None else f"{cfg.resume}.{s}" for s in stages]
+    if not any(Path(p).is_file() for p in paths):
+        raise FileNotFoundError(
+            f"resume={cfg.resume!r}: no checkpoint file there (looked for {paths}); use "
+            "resume=True with checkpoint=PATH to resume only when a checkpoint exists"
+        )
+
+
+def train_stage(
+    build: Callable[[], nn.Module],
+    make_terms: Callable[[nn.Module, str], Sequence[Term]],
+    cfg: TrainConfig,
+    *,
+    stage: str | None,
+    desc: str,
+    salt: Salt,
+    callback: Callback | None = None,
+    gen_hook: Callable[[torch.Generator], None] | None = None,
+    frozen: Sequence[nn.Module] = (),
+) -> tuple[nn.Module, dict[str, Any]]:
+    """One stage of a fit: build the module under its seed, move it (and the ``frozen``
+    modules it uses, e.g. base densities) to the device, train it with the stage's
+    checkpoint and thread count, and bring everything back to the CPU.
+
+    Args:
+        build: makes the module to train (called under ``seed + salt``).
+        make_terms: ``(module, device) -> terms`` (the data split lives on the device).
+        cfg: the stage's training settings.
+        stage: checkpoint suffix (``None``: the checkpoint path as given).
+        desc: progress bar label.
+        salt: the stage's seed offset.
+        callback, gen_hook: passed to :func:`run_loop`.
+        frozen: modules the terms use that must follow the module's device.
+
+    Returns:
+        The trained module (best state, eval mode, on the CPU) and its history.
+    """
+    device = flows.resolve_device(cfg.device)
+    with seeded(cfg.seed + int(salt)):
+        module = build()
+    for m in (module, *frozen):
+        m.to(device)
+    try:
+        terms = make_terms(module, device)
+        ckpt, stage_cfg = stage_checkpoint(cfg, stage)
+        with flows.torch_threads(cfg.num_threads):
+            history = run_loop(module, terms, stage_cfg, desc=desc, checkpoint=ckpt,
+                               callback=callback, gen_hook=gen_hook)
+    finally:
+        for m in (module, *frozen):
+            m.to("cpu")
+    return module, history
