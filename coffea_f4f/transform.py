@@ -24,21 +24,20 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import awkward as ak
 import numpy as np
 
 from .columns import (
+    ColumnSpec,
     Layout,
     as_path,
     broadcast_to_objects,
+    check_spec,
     flatten,
-    get_field,
     is_dask,
-    list_depth,
-    path_name,
+    resolve_column,
     to_float,
 )
 from .morpher import Morpher, load
@@ -54,7 +53,6 @@ DEFAULT_BATCH_SIZE = 16384
 #: models kept built per process (least recently used dropped first)
 CACHE_SIZE = 8
 
-FieldSpec = str | tuple[str, ...] | Callable[[Any], Any]
 
 
 # ----------------------------------------------------------------------------- model cache
@@ -114,66 +112,6 @@ def cache_info() -> CacheInfo:
 def clear_model_cache() -> None:
     """Forget all models built by :class:`MorphTransform` in this process."""
     _MODEL_CACHE.clear()
-
-
-# ----------------------------------------------------------------------------- columns in
-@dataclass(frozen=True)
-class _Column:
-    """A resolved input: the array, its list depth (0 event-level, 1 jagged) and its label."""
-
-    array: Any
-    depth: int
-    name: str
-
-
-def _check_spec(spec: Any, what: str) -> None:
-    if callable(spec):
-        return
-    try:
-        as_path(spec)
-    except TypeError:
-        raise TypeError(
-            f"{what} must be a field path such as 'FatJet.msoftdrop' (or a tuple path) or a "
-            f"callable events -> array, got {spec!r}"
-        ) from None
-
-
-def _resolve(events: Any, spec: FieldSpec, name: str, what: str) -> _Column:
-    """Look up (or compute) one input or condition column and check what it holds."""
-    if callable(spec):
-        arr = spec(events)
-        label = f"{what} {name!r} (callable)"
-    else:
-        arr = get_field(events, spec)
-        label = f"{what} {path_name(spec)!r}"
-    if is_dask(events) != is_dask(arr):
-        raise TypeError(
-            f"{label} is a {type(arr).__name__} but the events are a {type(events).__name__}; "
-            "a callable must return an array of the same kind (dask or not) as the events"
-        )
-    if not is_dask(arr) and not isinstance(arr, ak.Array):
-        values = np.asarray(arr)
-        if values.ndim == 0:
-            raise TypeError(f"{label} is a scalar ({type(arr).__name__}); return one value per "
-                            "event or per object")
-        arr = ak.Array(values)
-    depth, leaf = list_depth(arr)
-    if isinstance(leaf, ak.forms.RecordForm):
-        raise TypeError(
-            f"{label} is a record with fields {list(leaf.fields)[:8]}, not a number; name one of "
-            "its fields (e.g. 'FatJet.msoftdrop')"
-        )
-    if not isinstance(leaf, ak.forms.NumpyForm):
-        raise TypeError(f"{label} has an unsupported type ({type(leaf).__name__}); expected "
-                        "numbers")
-    if np.dtype(leaf.primitive).kind not in "iuf":
-        raise TypeError(f"{label} has dtype {leaf.primitive}, not a number")
-    if depth > 1:
-        raise ValueError(
-            f"{label} has {depth} list dimensions; only one value per event or one list of "
-            "objects per event (a jagged collection field) is supported"
-        )
-    return _Column(arr, depth, label)
 
 
 def _maybe_map_partitions(fn: Callable[..., ak.Array], *arrays: Any) -> Any:
@@ -270,10 +208,10 @@ class MorphTransform:
         self,
         model: Any,
         *,
-        inputs: Mapping[str, FieldSpec],
-        condition: FieldSpec | None = None,
+        inputs: Mapping[str, ColumnSpec],
+        condition: ColumnSpec | None = None,
         suffix: str = "_morphed",
-        target_condition: FieldSpec | float | None = None,
+        target_condition: ColumnSpec | float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         num_threads: int | None = 1,
         precision: str | None = None,
@@ -300,8 +238,8 @@ class MorphTransform:
                 + (f"; not features of the model: {extra}" if extra else "")
             )
         for f in self.features:
-            _check_spec(inputs[f], f"inputs[{f!r}]")
-        self.inputs: dict[str, FieldSpec] = {f: inputs[f] for f in self.features}
+            check_spec(inputs[f], f"inputs[{f!r}]")
+        self.inputs: dict[str, ColumnSpec] = {f: inputs[f] for f in self.features}
 
         if self.condition_name is None and condition is not None:
             raise ValueError("the model is not conditional; do not pass condition=")
@@ -311,7 +249,7 @@ class MorphTransform:
                 "path such as 'mjj', or a callable events -> one value per event or object)"
             )
         if condition is not None:
-            _check_spec(condition, "condition")
+            check_spec(condition, "condition")
         self.condition = condition
         if self._between and target_condition is None:
             raise ValueError(
@@ -322,7 +260,7 @@ class MorphTransform:
             raise ValueError("target_condition= is only for between-condition models "
                              "(fit_condition_morpher)")
         if target_condition is not None and not isinstance(target_condition, int | float):
-            _check_spec(target_condition, "target_condition")
+            check_spec(target_condition, "target_condition")
         self.target_condition = target_condition
 
         if not isinstance(suffix, str) or not suffix:
@@ -394,16 +332,16 @@ class MorphTransform:
             raise TypeError(
                 f"events must be an awkward or dask-awkward array, got {type(events).__name__}"
             )
-        cols = [_resolve(events, self.inputs[f], f, "input") for f in self.features]
+        cols = [resolve_column(events, self.inputs[f], f, "input") for f in self.features]
         conds = []
         if self.condition is not None:
-            conds.append(_resolve(events, self.condition, self.condition_name, "condition"))
+            conds.append(resolve_column(events, self.condition, self.condition_name, "condition"))
         target_value = None
         if self.target_condition is not None:
             if isinstance(self.target_condition, int | float):
                 target_value = float(self.target_condition)
             else:
-                conds.append(_resolve(events, self.target_condition, self.condition_name,
+                conds.append(resolve_column(events, self.target_condition, self.condition_name,
                                       "target condition"))
         depth = cols[0].depth
         mixed = [c.name for c in cols if c.depth != depth]

@@ -210,3 +210,28 @@ def test_fit_density_on_jagged_features_with_event_level_condition():
             "Jet.eta": ak.to_numpy(ak.flatten(events.Jet.eta)),
             "fixedGridRhoFastjetAll": np.repeat(rho, counts)}
     np.testing.assert_allclose(d.log_prob(flat), lp, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+hypothesis = pytest.importorskip("hypothesis")
+st = pytest.importorskip("hypothesis.strategies")
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(counts=st.lists(st.integers(0, 4), min_size=0, max_size=12),
+                  seed=st.integers(0, 2**16))
+def test_jagged_round_trip_and_broadcast_follow_the_input_offsets(counts, seed):
+    rng = np.random.default_rng(seed)
+    n_obj, n_ev = sum(counts), len(counts)
+    jets = ak.unflatten(ak.Array({"pt": rng.normal(size=n_obj), "eta": rng.normal(size=n_obj)}),
+                        np.asarray(counts, dtype=np.int64))
+    events = ak.zip({"Jet": jets, "rho": rng.normal(size=n_ev)}, depth_limit=1)
+    x, layout = to_matrix(events, ["Jet.pt", "Jet.eta"])
+    assert x.shape == (n_obj, 2) and layout.n_events == n_ev
+    back = replace_fields(events, ["Jet.pt", "Jet.eta"], x, layout)
+    assert ak.to_list(back.Jet.pt) == ak.to_list(events.Jet.pt)  # exact: no arithmetic
+    assert ak.to_list(ak.num(back.Jet.eta)) == counts
+    rho = condition_matrix(events, None, ["rho"], layout)[:, 0]
+    np.testing.assert_array_equal(rho, np.repeat(ak.to_numpy(events.rho), counts))
+    np.testing.assert_array_equal(condition_matrix(events, ak.to_numpy(events.rho), ["rho"],
+                                                   layout)[:, 0], rho)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import awkward as ak
@@ -292,14 +291,6 @@ def test_dijet_bad_kind_and_n():
     for bad in (-5, 1.5, None):
         with pytest.raises(ValueError, match="n must be a non-negative integer"):
             datasets.dijet(bad)  # type: ignore[arg-type]
-
-
-def test_dijet_is_fast():
-    start = time.perf_counter()
-    events = datasets.dijet(1_000_000, kind="data", seed=3)
-    elapsed = time.perf_counter() - start
-    assert len(events) == 1_000_000
-    assert elapsed < 5.0, f"1e6 events took {elapsed:.2f} s"
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,4 +31,6 @@ def test_readme_commands_match_ci():
     text = README.read_text()
     test_cmd = re.findall(r"```bash\n(.*?)\n```", text, re.S)[1].strip()
     assert test_cmd in ci
-    assert "pytest" in test_cmd
+    # lint, format check and types before the tests, the same in CI and for a developer
+    steps = test_cmd.split(" && ")
+    assert steps[-4:] == ["ruff check .", "ruff format --check .", "mypy", "python -m pytest"]

@@ -22,10 +22,15 @@ from .paths import (
     is_dask,
     path_name,
 )
+from .specs import ColumnSpec, ResolvedColumn, check_spec, resolve_column
 from .table import condition_matrix, input_kind, replace_fields, to_matrix
 from .validate import check_lengths, require_finite, to_float
 
 __all__ = [
+    "ColumnSpec",
+    "ResolvedColumn",
+    "check_spec",
+    "resolve_column",
     "FieldPath",
     "Layout",
     "MissingColumnError",

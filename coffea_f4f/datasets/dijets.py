@@ -1,37 +1,24 @@
-"""Built-in data: the 2D toy shapes of the flows-for-flows paper and a parametric dijet sampler.
+"""The parametric LHCO-like dijet sampler and the mjj bands.
 
-Two samplers, both seeded and fully vectorized with numpy:
+:func:`dijet` draws LHC-Olympics-R&D-like QCD dijet background events (the fields in
+:data:`DIJET_FIELDS`) from a physics-motivated parametric model, in a ``"sim"`` and a ``"data"``
+kind (:data:`DIJET_KINDS`). :func:`in_bands` selects events in the mjj bands such as
+:data:`SIGNAL_REGION` and :data:`SIDEBANDS`.
 
-- :func:`toy` draws the two-dimensional shapes used in the flows-for-flows paper
-  (arXiv:2309.06472), such as ``"star"``, ``"fourcircles"``, ``"checkerboard"``,
-  ``"concentricrings"`` and ``"gaussian"``, plus a few extras (see :data:`TOY_NAMES`).
-- :func:`dijet` draws LHC-Olympics-R&D-like QCD dijet background events (the fields in
-  :data:`DIJET_FIELDS`) from a physics-motivated parametric model. Its ``"sim"`` and ``"data"``
-  kinds differ the way two event generators do, with an mjj-dependent difference that goes beyond
-  the one-dimensional marginals, so that there is something real to morph.
-
-The module imports only numpy; awkward is imported when :func:`dijet` builds its output.
-
-Example:
-    >>> from coffea_f4f import datasets
-    >>> datasets.toy("star", 3, seed=1).shape
-    (3, 2)
-    >>> events = datasets.dijet(1000, kind="data", seed=2)
-    >>> events.fields == list(datasets.DIJET_FIELDS)
-    True
+Imports only numpy; awkward is imported when :func:`dijet` builds its output.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
-import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._checks import _check_n, _unknown_choice
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     import awkward as ak
@@ -41,10 +28,8 @@ __all__ = [
     "DIJET_KINDS",
     "SIDEBANDS",
     "SIGNAL_REGION",
-    "TOY_NAMES",
     "dijet",
     "in_bands",
-    "toy",
 ]
 
 #: Fields of the records returned by :func:`dijet`, in order.
@@ -62,183 +47,6 @@ SIDEBANDS: tuple[tuple[float, float], tuple[float, float]] = (
     (3700.0, 4100.0),
 )
 
-
-# --------------------------------------------------------------------------------------------
-# argument checks
-# --------------------------------------------------------------------------------------------
-
-
-def _check_n(n: object) -> int:
-    """Return ``n`` as an int, or raise ``ValueError`` if it is not a non-negative integer."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise ValueError(f"n must be a non-negative integer, got {n!r} ({type(n).__name__})")
-    if n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n}")
-    return int(n)
-
-
-def _unknown_choice(what: str, value: object, valid: Sequence[str]) -> ValueError:
-    """Build a ``ValueError`` for an unknown choice, with close matches and the valid values."""
-    hint = ""
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value.lower(), valid, n=3, cutoff=0.5)
-        if close:
-            hint = " Did you mean " + " or ".join(repr(c) for c in close) + "?"
-    return ValueError(f"unknown {what} {value!r}.{hint} Valid {what}s: {', '.join(valid)}.")
-
-
-# --------------------------------------------------------------------------------------------
-# toy shapes
-# --------------------------------------------------------------------------------------------
-
-
-def _toy_gaussian(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.standard_normal((n, 2))
-
-
-# mean and Cholesky factor of the shifted gaussian: std 1.0 and 0.5 along axes rotated by 30
-# degrees, centred at (1, -0.5) -> correlation ~0.55 between x and y
-_SHIFT_MEAN = np.array([1.0, -0.5])
-_COS30, _SIN30 = math.cos(math.pi / 6), math.sin(math.pi / 6)
-_SHIFT_ROT = np.array([[_COS30, -_SIN30], [_SIN30, _COS30]])
-_SHIFT_CHOL = np.linalg.cholesky(_SHIFT_ROT @ np.diag([1.0, 0.25]) @ _SHIFT_ROT.T)
-
-
-def _toy_shifted_gaussian(rng: np.random.Generator, n: int) -> np.ndarray:
-    return _SHIFT_MEAN + rng.standard_normal((n, 2)) @ _SHIFT_CHOL.T
-
-
-_STAR_ARMS = 5
-_STAR_LENGTH = 3.2
-
-
-def _toy_star(rng: np.random.Generator, n: int) -> np.ndarray:
-    # five arms from the origin; points uniform along each arm with a transverse width that
-    # shrinks towards the tip, so the arms taper into the points of a star
-    arm = rng.integers(0, _STAR_ARMS, size=n)
-    angle = math.pi / 2 + 2 * math.pi * arm / _STAR_ARMS
-    r = _STAR_LENGTH * rng.random(n)
-    width = 0.06 + 0.28 * (1.0 - r / _STAR_LENGTH)
-    t = width * rng.standard_normal(n)
-    c, s = np.cos(angle), np.sin(angle)
-    return np.column_stack([r * c - t * s, r * s + t * c])
-
-
-#: Centres and radius of the four small rings of ``"fourcircles"``.
-_FOUR_CENTRES = np.array([[-1.6, -1.6], [-1.6, 1.6], [1.6, -1.6], [1.6, 1.6]])
-_FOUR_RADIUS = 0.8
-
-
-def _toy_fourcircles(rng: np.random.Generator, n: int) -> np.ndarray:
-    centre = _FOUR_CENTRES[rng.integers(0, 4, size=n)]
-    phi = rng.uniform(0.0, 2 * math.pi, size=n)
-    r = _FOUR_RADIUS + 0.06 * rng.standard_normal(n)
-    return centre + np.column_stack([r * np.cos(phi), r * np.sin(phi)])
-
-
-def _toy_checkerboard(rng: np.random.Generator, n: int) -> np.ndarray:
-    # 4x4 board of side-2 squares on [-4, 4]^2; a point lies in square (i, j) only if i + j is
-    # even, i.e. the squares of one colour
-    i = rng.integers(0, 4, size=n)
-    j = 2 * rng.integers(0, 2, size=n) + (i % 2)
-    u = rng.random((n, 2))
-    return -4.0 + 2.0 * (np.column_stack([i, j]) + u)
-
-
-#: Radii of the rings of ``"concentricrings"``.
-_RING_RADII = np.array([0.75, 1.5, 2.25, 3.0])
-
-
-def _toy_concentricrings(rng: np.random.Generator, n: int) -> np.ndarray:
-    # a ring is chosen with probability proportional to its radius (uniform density along arcs)
-    ring = rng.choice(len(_RING_RADII), size=n, p=_RING_RADII / _RING_RADII.sum())
-    r = _RING_RADII[ring] + 0.07 * rng.standard_normal(n)
-    phi = rng.uniform(0.0, 2 * math.pi, size=n)
-    return np.column_stack([r * np.cos(phi), r * np.sin(phi)])
-
-
-def _toy_moons(rng: np.random.Generator, n: int) -> np.ndarray:
-    lower = rng.random(n) < 0.5
-    t = rng.uniform(0.0, math.pi, size=n)
-    x = np.where(lower, 1.0 - np.cos(t), np.cos(t))
-    y = np.where(lower, 0.5 - np.sin(t), np.sin(t))
-    out = 2.0 * np.column_stack([x - 0.5, y - 0.25])
-    return out + 0.1 * rng.standard_normal((n, 2))
-
-
-def _toy_eightgaussians(rng: np.random.Generator, n: int) -> np.ndarray:
-    angle = 2 * math.pi * rng.integers(0, 8, size=n) / 8
-    centre = 2.5 * np.column_stack([np.cos(angle), np.sin(angle)])
-    return centre + 0.25 * rng.standard_normal((n, 2))
-
-
-def _toy_spirals(rng: np.random.Generator, n: int) -> np.ndarray:
-    # two interleaved arms r = theta / pi, theta up to 3 pi; sqrt spreads points evenly in length
-    theta = 3 * math.pi * np.sqrt(rng.random(n))
-    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    r = sign * theta / math.pi
-    out = np.column_stack([r * np.cos(theta), r * np.sin(theta)])
-    return out + 0.1 * rng.standard_normal((n, 2))
-
-
-_TOYS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
-    "star": _toy_star,
-    "fourcircles": _toy_fourcircles,
-    "checkerboard": _toy_checkerboard,
-    "concentricrings": _toy_concentricrings,
-    "gaussian": _toy_gaussian,
-    "shifted_gaussian": _toy_shifted_gaussian,
-    "moons": _toy_moons,
-    "eightgaussians": _toy_eightgaussians,
-    "spirals": _toy_spirals,
-}
-
-#: Valid names for :func:`toy`; the first five are the shapes of the flows-for-flows paper.
-TOY_NAMES: tuple[str, ...] = tuple(_TOYS)
-
-
-def toy(name: str, n: int, *, seed: int = 0) -> np.ndarray:
-    """Sample a two-dimensional toy distribution.
-
-    All shapes are roughly standardized: values lie within about [-4, 4] with a spread of order
-    one. The shapes are:
-
-    - ``"star"``: points along the five tapering arms of a five-pointed star (arm length 3.2).
-    - ``"fourcircles"``: four small rings of radius 0.8 centred at (+-1.6, +-1.6).
-    - ``"checkerboard"``: uniform on the squares of one colour of a 4x4 board on [-4, 4]^2.
-    - ``"concentricrings"``: four concentric rings of radii 0.75, 1.5, 2.25 and 3 with a small
-      radial noise (sigma 0.07), uniform density along the arcs.
-    - ``"gaussian"``: the standard normal.
-    - ``"shifted_gaussian"``: a correlated normal (axes std 1 and 0.5 rotated by 30 degrees)
-      centred at (1, -0.5); a standard easy morphing target for ``"gaussian"``.
-    - ``"moons"``: two interleaved half circles.
-    - ``"eightgaussians"``: eight narrow normals on a circle of radius 2.5.
-    - ``"spirals"``: two interleaved spiral arms.
-
-    Args:
-        name: One of :data:`TOY_NAMES` (case-insensitive).
-        n: Number of points, a non-negative integer.
-        seed: Seed for :func:`numpy.random.default_rng`; the same seed gives identical output.
-
-    Returns:
-        A float64 array of shape ``(n, 2)``.
-
-    Raises:
-        ValueError: If ``name`` is not a known shape (the message lists the valid names and
-            suggests close matches) or ``n`` is not a non-negative integer.
-    """
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in _TOYS:
-        raise _unknown_choice("toy name", name, TOY_NAMES)
-    n = _check_n(n)
-    rng = np.random.default_rng(seed)
-    out = _TOYS[key](rng, n)
-    return np.ascontiguousarray(out, dtype=np.float64).reshape(n, 2)
-
-
-# --------------------------------------------------------------------------------------------
-# dijet sampler
-# --------------------------------------------------------------------------------------------
 
 _SQRT_S = 13000.0  # GeV
 _PT_MIN = 1100.0  # GeV, leading-jet threshold that shapes the low-mjj turn-on
@@ -512,102 +320,3 @@ def in_bands(
             raise ValueError(f"band ({low}, {high}) must have low < high")
         mask |= (values >= low) & (values < high)
     return mask
-
-
-def _balanced_pt(mjj, m1, m2, eta1, eta2, dphi) -> np.ndarray:
-    """pT of two balanced jets (masses m1, m2, pseudorapidities, azimuth gap) with mass mjj.
-
-    With ``p_i = pT cosh(eta_i)``, ``E_i = sqrt(p_i^2 + m_i^2)``, solves
-    ``mjj^2 = m1^2 + m2^2 + 2 (E1 E2 - pT^2 (cos(dphi) + sinh(eta1) sinh(eta2)))`` for ``pT``
-    (increasing in ``pT`` for back-to-back jets) by bisection.
-    """
-    lo, hi = np.zeros_like(mjj), np.array(mjj, dtype=np.float64)
-    for _ in range(64):
-        pt = 0.5 * (lo + hi)
-        e1 = np.hypot(pt * np.cosh(eta1), m1)
-        e2 = np.hypot(pt * np.cosh(eta2), m2)
-        dot = pt**2 * (np.cos(dphi) + np.sinh(eta1) * np.sinh(eta2))
-        low = m1**2 + m2**2 + 2 * (e1 * e2 - dot) < mjj**2
-        lo, hi = np.where(low, pt, lo), np.where(low, hi, pt)
-    return 0.5 * (lo + hi)
-
-
-def dijet_fatjets(n: int, *, kind: str = "sim", seed: int = 0) -> tuple[ak.Array, ak.Array]:
-    """The events of :func:`dijet` (same ``n``, ``kind``, ``seed``) with their two jets.
-
-    The jets are four-vectors consistent with the event: their invariant mass is ``mjj``,
-    their separation is ``delta_r`` (``delta_eta``, ``delta_phi`` of the model), their masses
-    are ``mj1`` and ``mj1 + delta_mj``, and ``tau2 / tau1`` is the event's tau21. Both jets
-    get the same pT (solved from ``mjj`` and the masses); the pair's rapidity centre and the
-    azimuth are drawn from an independent generator, and the harder-looking jet order is
-    random (j1, the lighter jet, is first in half of the events).
-
-    Returns:
-        ``(events, fatjets)``: the :func:`dijet` records and an ``(n, 2)`` jagged record
-        array with fields ``pt, eta, phi, mass, msoftdrop, tau1, tau2``.
-    """
-    import awkward as ak
-
-    events = dijet(n, kind=kind, seed=seed)
-    rng = np.random.default_rng(seed)
-    cols = _sample_dijet(n, _PARAMS[kind], rng)  # the same draws: deta and dphi of each event
-    extra = np.random.default_rng([seed, 7919])
-    m1 = cols["mj1"]
-    m2 = cols["mj1"] + cols["delta_mj"]
-    deta, dphi = cols["_deta"], cols["_dphi"]
-    centre = 0.4 * extra.standard_normal(n)
-    sign = np.where(extra.random(n) < 0.5, 1.0, -1.0)
-    eta1, eta2 = centre + sign * deta / 2, centre - sign * deta / 2
-    pt = _balanced_pt(cols["mjj"], m1, m2, eta1, eta2, dphi)
-    phi1 = extra.uniform(-math.pi, math.pi, n)
-    phi2 = np.mod(phi1 + dphi + math.pi, 2 * math.pi) - math.pi
-    tau1 = extra.uniform(0.15, 0.45, (2, n))
-    jet = {
-        "pt": np.stack([pt, pt], 1),
-        "eta": np.stack([eta1, eta2], 1),
-        "phi": np.stack([phi1, phi2], 1),
-        "mass": np.stack([m1, m2], 1),
-        "msoftdrop": np.stack([m1, m2], 1),
-        "tau1": tau1.T,
-        "tau2": np.stack([cols["tau21_j1"] * tau1[0], cols["tau21_j2"] * tau1[1]], 1),
-    }
-    flip = extra.random(n) < 0.5  # random order of the two jets
-    for k, v in jet.items():
-        jet[k] = np.where(flip[:, None], v[:, ::-1], v)
-    counts = np.full(n, 2)
-    fatjets = ak.unflatten(ak.zip({k: v.ravel() for k, v in jet.items()}), counts)
-    return events, fatjets
-
-
-def write_dijet_nanoaod(path: str, n: int, *, kind: str = "sim", seed: int = 0) -> ak.Array:
-    """Write :func:`dijet_fatjets` events as a NanoAOD-schema ROOT file (needs uproot).
-
-    The ``Events`` TTree holds ``run``, ``luminosityBlock``, ``event`` and a ``FatJet``
-    collection (``nFatJet``, ``FatJet_pt/eta/phi/mass/msoftdrop/tau1/tau2``, float32), which
-    ``coffea.nanoevents.NanoAODSchema`` reads as four-vectors.
-
-    Returns:
-        The truth records of :func:`dijet` for these events.
-    """
-    import awkward as ak
-    import uproot
-
-    events, fatjets = dijet_fatjets(n, kind=kind, seed=seed)
-    fields = ("pt", "eta", "phi", "mass", "msoftdrop", "tau1", "tau2")
-    fj = ak.zip({f: ak.values_astype(fatjets[f], np.float32) for f in fields})
-    with uproot.recreate(path) as f:
-        f.mktree(
-            "Events",
-            {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64,
-             "FatJet": fj.type.content},
-            counter_name=lambda c: "n" + c,
-            field_name=lambda outer, inner: f"{outer}_{inner}",
-        )
-        if n:
-            f["Events"].extend({
-                "run": np.ones(n, np.uint32),
-                "luminosityBlock": np.ones(n, np.uint32),
-                "event": np.arange(1, n + 1, dtype=np.uint64) + np.uint64(seed) * 10**9,
-                "FatJet": fj,
-            })
-    return events
