@@ -28,18 +28,35 @@ _LAZY_ATTRS = {
 # user-facing submodules (in __all__), loaded on first access
 _LAZY_MODULES = ("config", "datasets", "metrics", "plots", "demo")
 # the other modules: importable as attributes too, but not part of the promise
-_INNER_MODULES = ("columns", "scaling", "flows", "maps", "density", "train", "morpher",
-                  "transform", "cli")
+_INNER_MODULES = (
+    "columns",
+    "scaling",
+    "flows",
+    "maps",
+    "density",
+    "train",
+    "morpher",
+    "transform",
+    "cli",
+)
 
 __all__ = ["MissingColumnError", "__version__", *_LAZY_ATTRS, *_LAZY_MODULES]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from . import config, datasets, demo, metrics, plots
-    from .config import FlowConfig, TrainConfig
-    from .density import DensityModel
-    from .morpher import Morpher, load
-    from .train import fit_condition_morpher, fit_density, fit_morpher
-    from .transform import MorphTransform
+    from . import config as config
+    from . import datasets as datasets
+    from . import demo as demo
+    from . import metrics as metrics
+    from . import plots as plots
+    from .config import FlowConfig as FlowConfig
+    from .config import TrainConfig as TrainConfig
+    from .density import DensityModel as DensityModel
+    from .morpher import Morpher as Morpher
+    from .morpher import load as load
+    from .train import fit_condition_morpher as fit_condition_morpher
+    from .train import fit_density as fit_density
+    from .train import fit_morpher as fit_morpher
+    from .transform import MorphTransform as MorphTransform
 
 
 def __getattr__(name: str) -> Any:

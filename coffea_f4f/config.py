@@ -18,7 +18,7 @@ _T = TypeVar("_T")
 __all__ = ["FLOW_KINDS", "PENALTIES", "VARIANTS", "FlowConfig", "TrainConfig"]
 
 FLOW_KINDS = ("autoregressive", "coupling")
-#: ``fit_morpher(variant=)``: how the morph is trained (see :mod:`coffea_f4f.train.fits`)
+#: ``fit_morpher(variant=)``: how the morph is trained (see :mod:`coffea_f4f.train.morph`)
 VARIANTS = ("bidirectional", "unidirectional", "base_transfer")
 #: ``fit_morpher(penalty=)``: the movement penalty (None: none)
 PENALTIES = (None, "l1", "l2")
@@ -123,27 +123,73 @@ class TrainConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         c = "TrainConfig"
-        _check(isinstance(self.epochs, int) and self.epochs >= 1, c, "epochs", self.epochs,
-               "must be an integer >= 1")
-        _check(isinstance(self.batch_size, int) and self.batch_size >= 1, c, "batch_size",
-               self.batch_size, "must be an integer >= 1")
+        _check(
+            isinstance(self.epochs, int) and self.epochs >= 1,
+            c,
+            "epochs",
+            self.epochs,
+            "must be an integer >= 1",
+        )
+        _check(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            c,
+            "batch_size",
+            self.batch_size,
+            "must be an integer >= 1",
+        )
         _check(self.lr > 0, c, "lr", self.lr, "must be > 0")
         _check(self.weight_decay >= 0, c, "weight_decay", self.weight_decay, "must be >= 0")
-        _check(self.schedule in ("cosine", "constant"), c, "schedule", self.schedule,
-               "choose 'cosine' or 'constant'")
-        _check(self.grad_clip is None or self.grad_clip > 0, c, "grad_clip", self.grad_clip,
-               "must be > 0 or None")
-        _check(0 <= self.val_fraction < 1, c, "val_fraction", self.val_fraction,
-               "must be in [0, 1)")
-        _check(self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
-               c, "patience", self.patience, "must be an integer >= 1 or None")
-        _check(isinstance(self.device, str) and self.device.split(":")[0] in
-               ("auto", "cpu", "cuda", "mps"), c, "device", self.device,
-               "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        _check(
+            self.schedule in ("cosine", "constant"),
+            c,
+            "schedule",
+            self.schedule,
+            "choose 'cosine' or 'constant'",
+        )
+        _check(
+            self.grad_clip is None or self.grad_clip > 0,
+            c,
+            "grad_clip",
+            self.grad_clip,
+            "must be > 0 or None",
+        )
+        _check(
+            0 <= self.val_fraction < 1, c, "val_fraction", self.val_fraction, "must be in [0, 1)"
+        )
+        _check(
+            self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
+            c,
+            "patience",
+            self.patience,
+            "must be an integer >= 1 or None",
+        )
+        _check(
+            isinstance(self.device, str)
+            and self.device.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
+            c,
+            "device",
+            self.device,
+            "use 'auto', 'cpu', 'cuda' or 'cuda:N'",
+        )
         _check(isinstance(self.seed, int), c, "seed", self.seed, "must be an integer")
-        _check(self.num_threads is None or self.num_threads >= 1, c, "num_threads",
-               self.num_threads, "must be >= 1 or None")
-        _check(self.max_events is None or self.max_events >= 1, c, "max_events",
-               self.max_events, "must be >= 1 or None")
-        _check(not (self.resume is True and self.checkpoint is None), c, "resume", self.resume,
-               "resume=True needs checkpoint=PATH (or pass the path as resume=PATH)")
+        _check(
+            self.num_threads is None or self.num_threads >= 1,
+            c,
+            "num_threads",
+            self.num_threads,
+            "must be >= 1 or None",
+        )
+        _check(
+            self.max_events is None or self.max_events >= 1,
+            c,
+            "max_events",
+            self.max_events,
+            "must be >= 1 or None",
+        )
+        _check(
+            not (self.resume is True and self.checkpoint is None),
+            c,
+            "resume",
+            self.resume,
+            "resume=True needs checkpoint=PATH (or pass the path as resume=PATH)",
+        )

@@ -69,9 +69,9 @@ class DensityModel:
         c = condition_matrix(data, condition, self.conditions, layout)
         return self.condition_scaler.forward(c)
 
-    def _tensor(self, a: np.ndarray | None) -> torch.Tensor | None:
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
         p = next(self.flow.parameters())
-        return None if a is None else torch.as_tensor(a, dtype=p.dtype, device=p.device)
+        return torch.as_tensor(a, dtype=p.dtype, device=p.device)
 
     def log_prob(self, data: Any, *, condition: Any = None) -> np.ndarray:
         """Log density in the data space (the scaling's Jacobian included), shape ``(N,)``.
@@ -86,8 +86,8 @@ class DensityModel:
         bs = EVAL_BATCH_SIZE
         with torch.no_grad():
             for i in range(0, len(x), bs):
-                c = None if ctx is None else ctx[i : i + bs]
-                lp = flows.log_prob(self.flow, self._tensor(z[i : i + bs]), self._tensor(c))
+                c = None if ctx is None else self._tensor(ctx[i : i + bs])
+                lp = flows.log_prob(self.flow, self._tensor(z[i : i + bs]), c)
                 out[i : i + bs] = lp.double().cpu().numpy()
         return out + self.scaler.log_abs_det(x)
 
@@ -103,9 +103,8 @@ class DensityModel:
         bs = EVAL_BATCH_SIZE
         with torch.no_grad():
             for i in range(0, n, bs):
-                c = None if ctx is None else ctx[i : i + bs]
-                z, _ = flows.from_base(self.flow, self._tensor(u[i : i + bs].numpy()),
-                                       self._tensor(c))
+                c = None if ctx is None else self._tensor(ctx[i : i + bs])
+                z, _ = flows.from_base(self.flow, self._tensor(u[i : i + bs].numpy()), c)
                 out[i : i + bs] = z.double().cpu().numpy()
         return self.scaler.inverse(out)
 
@@ -127,13 +126,17 @@ class DensityModel:
         """Rebuild from :meth:`to_spec` and the flow's state dict."""
         cs = spec.get("condition_scaler")
         cfg = FlowConfig.from_dict(spec["flow"])
-        flow = flows.build_density_flow(len(spec["features"]), cfg,
-                                        context_dim=1 if spec.get("condition") else 0)
+        flow = flows.build_density_flow(
+            len(spec["features"]), cfg, context_dim=1 if spec.get("condition") else 0
+        )
         flow.load_state_dict(state, strict=True)
         return cls(
-            features=spec["features"], condition=spec.get("condition"), flow=flow,
+            features=spec["features"],
+            condition=spec.get("condition"),
+            flow=flow,
             scaler=Scaler.from_dict(spec["scaler"]),
-            condition_scaler=None if cs is None else Scaler.from_dict(cs), flow_config=cfg,
+            condition_scaler=None if cs is None else Scaler.from_dict(cs),
+            flow_config=cfg,
         )
 
     def __repr__(self) -> str:

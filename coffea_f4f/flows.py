@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import normflows as nf
 import torch
@@ -93,14 +94,24 @@ def build_layers(
     for i in range(cfg.layers):
         if cfg.kind == "autoregressive":
             layer = nf.flows.AutoregressiveRationalQuadraticSpline(
-                dim, cfg.blocks, cfg.hidden, num_context_channels=ctx, num_bins=cfg.bins,
-                tail_bound=cfg.tail_bound, dropout_probability=cfg.dropout,
+                dim,
+                cfg.blocks,
+                cfg.hidden,
+                num_context_channels=ctx,
+                num_bins=cfg.bins,
+                tail_bound=cfg.tail_bound,
+                dropout_probability=cfg.dropout,
                 init_identity=identity_init,
             )
         else:
             layer = nf.flows.CoupledRationalQuadraticSpline(
-                dim, cfg.blocks, cfg.hidden, num_context_channels=ctx, num_bins=cfg.bins,
-                tail_bound=cfg.tail_bound, dropout_probability=cfg.dropout,
+                dim,
+                cfg.blocks,
+                cfg.hidden,
+                num_context_channels=ctx,
+                num_bins=cfg.bins,
+                tail_bound=cfg.tail_bound,
+                dropout_probability=cfg.dropout,
                 reverse_mask=bool(i % 2),
             )
             if identity_init:
@@ -150,30 +161,43 @@ def _check_context(flow: nn.Module, context: torch.Tensor | None, n: int) -> Non
         raise ValueError(f"condition has shape {tuple(context.shape)}, expected ({n}, {need})")
 
 
-def to_base(flow: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None):
+def _layers(flow: nn.Module) -> nn.ModuleList:
+    layers = flow.flows
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"{type(flow).__name__} has no layer list .flows")
+    return layers
+
+
+def to_base(
+    flow: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Data -> base through ``flow.flows``; returns ``(z, log|det J|)``."""
     _check_context(flow, context, len(x))
     logdet = x.new_zeros(len(x))
-    for layer in reversed(flow.flows):
+    layer: Any
+    for layer in reversed(_layers(flow)):
         x, ld = layer.inverse(x, context=context)
         logdet = logdet + ld
     return x, logdet
 
 
-def from_base(flow: nn.Module, z: torch.Tensor, context: torch.Tensor | None = None):
+def from_base(
+    flow: nn.Module, z: torch.Tensor, context: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Base -> data through ``flow.flows``; returns ``(x, log|det J|)``."""
     _check_context(flow, context, len(z))
     logdet = z.new_zeros(len(z))
-    for layer in flow.flows:
+    for layer in _layers(flow):
         z, ld = layer(z, context=context)
         logdet = logdet + ld
     return z, logdet
 
 
-def log_prob(flow: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None):
+def log_prob(flow: nn.Module, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
     """``log p(x | context)`` of a flow with base ``flow.q0``."""
     z, logdet = to_base(flow, x, context)
-    return flow.q0.log_prob(z, context=context) + logdet
+    base: Any = flow.q0
+    return base.log_prob(z, context=context) + logdet
 
 
 class TorchScaler(nn.Module):

@@ -48,12 +48,20 @@ class FlowMap(nn.Module):
         self.flows = nn.ModuleList(layers)
         self.context_dim = context_dim
 
-    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None,
-                target_context: torch.Tensor | None = None) -> Result:
+    def forward(
+        self,
+        z: torch.Tensor,
+        context: torch.Tensor | None = None,
+        target_context: torch.Tensor | None = None,
+    ) -> Result:
         return flows.to_base(self, z, context)
 
-    def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None,
-                target_context: torch.Tensor | None = None) -> Result:
+    def inverse(
+        self,
+        z: torch.Tensor,
+        context: torch.Tensor | None = None,
+        target_context: torch.Tensor | None = None,
+    ) -> Result:
         return flows.from_base(self, z, context)
 
 
@@ -65,21 +73,34 @@ class BaseTransferMap(nn.Module):
     ``context_bridge = (source_scaler, target_scaler)`` maps it.
     """
 
-    def __init__(self, source: nn.Module, target: nn.Module,
-                 context_bridge: tuple[Scaler, Scaler] | None = None) -> None:
+    def __init__(
+        self,
+        source: nn.Module,
+        target: nn.Module,
+        context_bridge: tuple[Scaler, Scaler] | None = None,
+    ) -> None:
         super().__init__()
         self.source, self.target = source, target
-        self.bridge = (None if context_bridge is None
-                       else flows.ScalingBridge.between(*context_bridge))
+        self.bridge = (
+            None if context_bridge is None else flows.ScalingBridge.between(*context_bridge)
+        )
 
-    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None,
-                target_context: torch.Tensor | None = None) -> Result:
+    def forward(
+        self,
+        z: torch.Tensor,
+        context: torch.Tensor | None = None,
+        target_context: torch.Tensor | None = None,
+    ) -> Result:
         u, ld1 = flows.to_base(self.source, z, context)
         y, ld2 = flows.from_base(self.target, u, flows.bridged(self.bridge, context))
         return y, ld1 + ld2
 
-    def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None,
-                target_context: torch.Tensor | None = None) -> Result:
+    def inverse(
+        self,
+        z: torch.Tensor,
+        context: torch.Tensor | None = None,
+        target_context: torch.Tensor | None = None,
+    ) -> Result:
         u, ld1 = flows.to_base(self.target, z, flows.bridged(self.bridge, context))
         x, ld2 = flows.from_base(self.source, u, context)
         return x, ld1 + ld2
@@ -93,8 +114,12 @@ class ConditionMap(nn.Module):
         self.flows = nn.ModuleList(layers)
         self.context_dim = context_dim
 
-    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None,
-                target_context: torch.Tensor | None = None) -> Result:
+    def forward(
+        self,
+        z: torch.Tensor,
+        context: torch.Tensor | None = None,
+        target_context: torch.Tensor | None = None,
+    ) -> Result:
         if context is None or target_context is None:
             raise ValueError("a condition morph needs condition= and target_condition=")
         u, ld1 = flows.to_base(self, z, context)
@@ -105,8 +130,12 @@ class ConditionMap(nn.Module):
             ld1, ld2 = torch.where(same, 0.0, ld1), torch.where(same, 0.0, ld2)
         return y, ld1 + ld2
 
-    def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None,
-                target_context: torch.Tensor | None = None) -> Result:
+    def inverse(
+        self,
+        z: torch.Tensor,
+        context: torch.Tensor | None = None,
+        target_context: torch.Tensor | None = None,
+    ) -> Result:
         return self.forward(z, target_context, context)
 
 
@@ -120,8 +149,10 @@ def build_map(spec: Mapping[str, Any], *, identity_init: bool = False) -> nn.Mod
     dim, cdim = int(spec["dim"]), int(spec.get("context_dim", 0))
     if kind == "flow":
         cfg = FlowConfig.from_dict(spec["flow"])
-        return FlowMap(flows.build_layers(dim, cfg, context_dim=cdim,
-                                          identity_init=identity_init), context_dim=cdim)
+        return FlowMap(
+            flows.build_layers(dim, cfg, context_dim=cdim, identity_init=identity_init),
+            context_dim=cdim,
+        )
     if kind == "base_transfer":
         bridge = spec.get("context_bridge")
         return BaseTransferMap(
@@ -133,8 +164,9 @@ def build_map(spec: Mapping[str, Any], *, identity_init: bool = False) -> nn.Mod
         if cdim != 1:
             raise ValueError("a condition morph needs exactly one condition")
         cfg = FlowConfig.from_dict(spec["flow"])
-        return ConditionMap(flows.build_layers(dim, cfg, context_dim=1,
-                                               identity_init=identity_init))
+        return ConditionMap(
+            flows.build_layers(dim, cfg, context_dim=1, identity_init=identity_init)
+        )
     raise ValueError(f"unknown morph kind {kind!r}; known: {MAP_KINDS}")
 
 

@@ -557,11 +557,18 @@ def summary_rows(
         (f"C2ST AUC {mor} vs {tgt}", after),
     ]
     for j, feature in enumerate(features):
-        rows.append((f"W1/std {feature}", f"{summary['w1_before'][j]:.3f} -> "
-                     f"{summary['w1_after'][j]:.3f} (floor {summary['w1_floor'][j]:.3f})"))
+        rows.append(
+            (
+                f"W1/std {feature}",
+                f"{summary['w1_before'][j]:.3f} -> "
+                f"{summary['w1_after'][j]:.3f} (floor {summary['w1_floor'][j]:.3f})",
+            )
+        )
     rows += [
-        ("distance moved", f"{summary['distance_mean']:.3f} +- {summary['distance_std']:.3f}"
-                           f"{unit}"),
+        (
+            "distance moved",
+            f"{summary['distance_mean']:.3f} +- {summary['distance_std']:.3f}{unit}",
+        ),
         ("transport ratio", "inf" if ratio is None else f"{ratio:.3f} (1 = optimal)"),
     ]
     return rows

@@ -3,7 +3,8 @@
 A :class:`Morpher` holds the feature (and condition) scalings and a torch map between the two
 scaled spaces (:mod:`coffea_f4f.maps`). It applies in batches under ``torch.no_grad`` in float64
 by default, and persists as a directory with ``config.json`` and ``weights.safetensors``
-(:meth:`Morpher.save`, :func:`load`; loading never unpickles). :meth:`Morpher.payload` is the
+(:meth:`Morpher.save`, :func:`load`; loading never unpickles; the bytes are
+:mod:`coffea_f4f.fileformat`). :meth:`Morpher.payload` is the
 compact in-memory form that :class:`~coffea_f4f.MorphTransform` pickles to workers. Directions,
 precision and the file format are explained in DESIGN-NOTES.md.
 """
@@ -11,22 +12,19 @@ precision and the file format are explained in DESIGN-NOTES.md.
 from __future__ import annotations
 
 import copy
-import json
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import flows
-from ._version import __version__
+from . import fileformat, flows
 from .columns import Layout, condition_matrix, replace_fields, to_matrix
 from .density import DensityModel
-from .maps import architecture_buffers, build_map
+from .fileformat import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from .scaling import Scaler
 
 __all__ = [
@@ -38,13 +36,8 @@ __all__ = [
     "load",
 ]
 
-FORMAT_NAME = "coffea-f4f-morpher"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
 #: rows per torch call when ``batch_size`` is not given
 DEFAULT_BATCH_SIZE = 65536
-_DENSITIES = ("source_density", "target_density")
 
 
 class Morpher:
@@ -173,8 +166,7 @@ class Morpher:
         if self.condition_scaler is None:
             if condition is not None or target_condition is not None:
                 raise ValueError(
-                    "this morpher is not conditional; do not pass condition= or "
-                    "target_condition="
+                    "this morpher is not conditional; do not pass condition= or target_condition="
                 )
             return None, None
         src = condition_matrix(data, condition, self.conditions, layout)
@@ -185,8 +177,9 @@ class Morpher:
                     "this morpher maps between condition values: pass target_condition= "
                     "(a scalar or one value per event)"
                 )
-            tgt = condition_matrix(data, target_condition, self.conditions, layout,
-                                   what="target_condition")
+            tgt = condition_matrix(
+                data, target_condition, self.conditions, layout, what="target_condition"
+            )
             return ctx, self.condition_scaler.forward(self._in_range(tgt, "target_condition"))
         if target_condition is not None:
             raise ValueError(
@@ -211,14 +204,24 @@ class Morpher:
             )
         return self._applied_cache[key]
 
-    def _run(self, z: np.ndarray, ctx: np.ndarray | None, ctx_to: np.ndarray | None, *,
-             inverse: bool, batch_size: int | None) -> np.ndarray:
+    def _run(
+        self,
+        z: np.ndarray,
+        ctx: np.ndarray | None,
+        ctx_to: np.ndarray | None,
+        *,
+        inverse: bool,
+        batch_size: int | None,
+    ) -> np.ndarray:
         bs = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
         if bs < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         dtype = torch.float64 if self.precision == "float64" else torch.float32
         module = self._applied(dtype)
-        fn = module.inverse if inverse else module.forward
+        fn = cast(
+            Callable[..., tuple[torch.Tensor, torch.Tensor]],
+            module.inverse if inverse else module.forward,
+        )
         out = np.empty_like(z)
 
         def tensor(a: np.ndarray | None, i: int) -> torch.Tensor | None:
@@ -232,8 +235,15 @@ class Morpher:
                 out[i : i + bs] = y.double().cpu().numpy()
         return out
 
-    def _apply(self, data: Any, condition: Any, target_condition: Any,
-               batch_size: int | None, *, inverse: bool) -> Any:
+    def _apply(
+        self,
+        data: Any,
+        condition: Any,
+        target_condition: Any,
+        batch_size: int | None,
+        *,
+        inverse: bool,
+    ) -> Any:
         x, layout = to_matrix(data, self.features)
         ctx, ctx_to = self._contexts(data, condition, target_condition, layout)
         if len(x) == 0:
@@ -242,16 +252,21 @@ class Morpher:
             scale_in, scale_out = (
                 (self.target_scaler, self.scaler) if inverse else (self.scaler, self.target_scaler)
             )
-            z = self._run(scale_in.forward(x), ctx, ctx_to, inverse=inverse,
-                          batch_size=batch_size)
+            z = self._run(scale_in.forward(x), ctx, ctx_to, inverse=inverse, batch_size=batch_size)
             y = scale_out.inverse(z)
             if ctx is not None and ctx_to is not None:  # a -> a: exactly the identity
                 same = (ctx == ctx_to).all(1)
                 y[same] = x[same]
         return replace_fields(data, self.features, y, layout)
 
-    def morph(self, x: Any, *, condition: Any = None, target_condition: Any = None,
-              batch_size: int | None = None) -> Any:
+    def morph(
+        self,
+        x: Any,
+        *,
+        condition: Any = None,
+        target_condition: Any = None,
+        batch_size: int | None = None,
+    ) -> Any:
         """Move source events onto the target distribution.
 
         Args:
@@ -274,46 +289,31 @@ class Morpher:
         """
         return self._apply(x, condition, target_condition, batch_size, inverse=False)
 
-    def inverse(self, y: Any, *, condition: Any = None, target_condition: Any = None,
-                batch_size: int | None = None) -> Any:
+    def inverse(
+        self,
+        y: Any,
+        *,
+        condition: Any = None,
+        target_condition: Any = None,
+        batch_size: int | None = None,
+    ) -> Any:
         """The reverse map of :meth:`morph` (same conventions): ``inverse(morph(x)) == x``."""
         return self._apply(y, condition, target_condition, batch_size, inverse=True)
 
     # ------------------------------------------------------------------ file format
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable description written to ``config.json``."""
-        return {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "package_version": __version__,
-            "features": self.features,
-            "condition": self.condition,
-            "variant": self.variant,
-            "map": self.map_spec,
-            "scaler": self.scaler.to_dict(),
-            "target_scaler": self.target_scaler.to_dict(),
-            "condition_scaler": None
-            if self.condition_scaler is None
-            else self.condition_scaler.to_dict(),
-            **{name: None if getattr(self, name) is None else getattr(self, name).to_spec()
-               for name in _DENSITIES},
-            "history": _jsonable(self.history),
-            "info": _jsonable(self.info),
-        }
+        return fileformat.describe(self)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """All weights, prefixed ``map.``, ``source_density.``, ``target_density.`` (as
         trained; CPU, contiguous)."""
-        state = {f"map.{k}": v for k, v in self.module.state_dict().items()}
-        for name in _DENSITIES:
-            d = getattr(self, name)
-            if d is not None:
-                state.update({f"{name}.{k}": v for k, v in d.flow.state_dict().items()})
-        return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+        return fileformat.weights(self)
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any], state: Mapping[str, torch.Tensor], *,
-                  partial: bool = False) -> Morpher:
+    def from_dict(
+        cls, config: Mapping[str, Any], state: Mapping[str, torch.Tensor], *, partial: bool = False
+    ) -> Morpher:
         """Rebuild from :meth:`to_dict` and a flat state dict (as :meth:`save` writes).
 
         ``partial=True`` accepts a state without the buffers that the architecture determines
@@ -323,76 +323,21 @@ class Morpher:
             ValueError: not a morpher description, an unsupported format version, or weights
                 that do not fit the architecture.
         """
-        version = config.get("format_version")
-        if config.get("format") != FORMAT_NAME or version is None:
-            raise ValueError("not a coffea-f4f morpher config (no format / format_version)")
-        if int(version) != FORMAT_VERSION:
-            raise ValueError(
-                f"model format version {version} is not supported by coffea-f4f {__version__} "
-                f"(reads version {FORMAT_VERSION}); retrain, or use the coffea-f4f version "
-                f"{config.get('package_version', '?')} that wrote it"
-            )
-
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            n = len(prefix)
-            return {k[n:]: v for k, v in state.items() if k.startswith(prefix)}
-
-        module = build_map(config["map"])
-        result = module.load_state_dict(sub("map."), strict=not partial)
-        if partial:
-            missing = set(result.missing_keys) - architecture_buffers(module)
-            if missing or result.unexpected_keys:
-                raise ValueError(
-                    f"the weights do not fit the model's architecture (missing "
-                    f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})"
-                )
-        densities = {
-            name: None
-            if config.get(name) is None
-            else DensityModel.from_spec(config[name], sub(f"{name}."))
-            for name in _DENSITIES
-        }
-        cs = config.get("condition_scaler")
-        return cls(
-            features=config["features"], condition=config.get("condition"), module=module,
-            map_spec=config["map"], scaler=Scaler.from_dict(config["scaler"]),
-            target_scaler=Scaler.from_dict(config["target_scaler"]),
-            condition_scaler=None if cs is None else Scaler.from_dict(cs),
-            variant=config.get("variant", "?"), history=config.get("history"),
-            info=config.get("info"), **densities,
-        )
+        return cls(**fileformat.parts(config, state, partial=partial))
 
     def payload(self) -> tuple[bytes, bytes]:
-        """What applying needs, compact: ``(config JSON bytes, safetensors bytes)``.
-
-        Left out: the training densities and history, and the map's buffers that the
-        architecture determines (the rebuilt map has them). float64 weights that are exact
-        float32 values are stored as float32, so the bytes (and their hash) do not depend on
-        the precision the model was last applied in. Rebuild with :meth:`from_payload`.
-        """
-        from safetensors.torch import save as save_weights
-
-        config = self.to_dict()
-        config.update({name: None for name in _DENSITIES}, history={})
-        derived = architecture_buffers(self.module)
-        state = {}
-        for k, v in self.module.state_dict().items():
-            if k in derived:
-                continue
-            v = v.detach().to("cpu").contiguous()
-            if v.dtype == torch.float64 and bool((v.float().double() == v).all()):
-                v = v.float()
-            state[f"map.{k}"] = v
-        return json.dumps(config, sort_keys=True).encode(), save_weights(state)
+        """What applying needs, compact: ``(config JSON bytes, safetensors bytes)``, without
+        the training densities, the history and the buffers the architecture determines.
+        Rebuild with :meth:`from_payload`."""
+        return fileformat.compact(self)
 
     @classmethod
-    def from_payload(cls, config: bytes, weights: bytes, *, precision: str = "float64",
-                     device: str = "cpu") -> Morpher:
+    def from_payload(
+        cls, config: bytes, weights: bytes, *, precision: str = "float64", device: str = "cpu"
+    ) -> Morpher:
         """Rebuild a :meth:`payload`, with the map already in ``precision`` on ``device``
         (one copy of the weights in memory)."""
-        from safetensors.torch import load as load_weights
-
-        model = cls.from_dict(json.loads(config.decode()), load_weights(weights), partial=True)
+        model = cls.from_dict(*fileformat.read_compact(config, weights), partial=True)
         model.to(device, precision=precision)
         dtype = torch.float64 if precision == "float64" else torch.float32
         model.module.to(dtype=dtype, device=model.device)
@@ -400,16 +345,7 @@ class Morpher:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model to directory ``path`` (created; existing model files replaced)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"{path} exists and is not a directory")
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(self.state_dict(), str(path / WEIGHTS_FILE),
-                  metadata={"format_version": str(FORMAT_VERSION)})
-        (path / CONFIG_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return fileformat.write_dir(path, self)
 
 
 def load(path: str | os.PathLike[str]) -> Morpher:
@@ -419,39 +355,4 @@ def load(path: str | os.PathLike[str]) -> Morpher:
         FileNotFoundError: ``path`` does not exist.
         ValueError: ``path`` is not a coffea-f4f model, or its format version is unsupported.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no model at {path}")
-    cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
-    if not path.is_dir() or not cfg_file.is_file() or not w_file.is_file():
-        raise ValueError(
-            f"{path} is not a coffea-f4f model directory (expected {CONFIG_FILE} and "
-            f"{WEIGHTS_FILE} inside; write one with Morpher.save)"
-        )
-    try:
-        config = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{cfg_file} is not valid JSON: {err}") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{cfg_file} does not hold a coffea-f4f model config")
-    try:
-        state = load_file(str(w_file))
-    except SafetensorError as err:
-        raise ValueError(f"{w_file} is not a valid safetensors file: {err}") from err
-    return Morpher.from_dict(config, state)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.floating | float):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+    return Morpher.from_dict(*fileformat.read_dir(path))

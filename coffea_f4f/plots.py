@@ -60,6 +60,11 @@ def _cycler() -> Any:
     return cycler(color=_CYCLE)
 
 
+def _layout(fig: Figure) -> Any:
+    """The figure's constrained-layout engine (typed loosely: its ``set`` takes pads)."""
+    return fig.get_layout_engine()
+
+
 def _save(fig: Figure, path: str | Path | None) -> None:
     if path is None:
         return
@@ -196,12 +201,10 @@ def feature_comparison(
 
     with _style():
         fig = plt.figure(figsize=(4.6 * ncols, 5.2 * nrows), layout="constrained")
-        fig.get_layout_engine().set(hspace=0.04, wspace=0.03, h_pad=0.06)
+        _layout(fig).set(hspace=0.04, wspace=0.03, h_pad=0.06)
         outer = fig.add_gridspec(nrows, ncols)
         for j, name in enumerate(features):
-            cell = outer[j // ncols, j % ncols].subgridspec(
-                2, 1, height_ratios=(3, 1), hspace=0.0
-            )
+            cell = outer[j // ncols, j % ncols].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.0)
             ax = fig.add_subplot(cell[0])
             rax = fig.add_subplot(cell[1], sharex=ax)
             lo, hi = _plot_range([src[:, j], mor[:, j], tgt[:, j]])
@@ -209,13 +212,40 @@ def feature_comparison(
             d_m, _, _ = _density(mor[:, j], bins, lo, hi)
             d_t, e_t, _ = _density(tgt[:, j], bins, lo, hi)
 
-            mplhep.histplot(d_s, edges, ax=ax, histtype="step", ls="--", lw=1.8,
-                            color=_SOURCE_COLOR, label=labels[0], flow="none")
-            mplhep.histplot(d_m, edges, ax=ax, histtype="step", lw=2.0,
-                            color=_MORPHED_COLOR, label=labels[1], flow="none")
-            mplhep.histplot(d_t, edges, yerr=e_t, ax=ax, histtype="errorbar",
-                            color=_TARGET_COLOR, marker="o", markersize=3.5, elinewidth=1.0,
-                            label=labels[2], flow="none")
+            mplhep.histplot(
+                d_s,
+                edges,
+                ax=ax,
+                histtype="step",
+                ls="--",
+                lw=1.8,
+                color=_SOURCE_COLOR,
+                label=labels[0],
+                flow="none",
+            )
+            mplhep.histplot(
+                d_m,
+                edges,
+                ax=ax,
+                histtype="step",
+                lw=2.0,
+                color=_MORPHED_COLOR,
+                label=labels[1],
+                flow="none",
+            )
+            mplhep.histplot(
+                d_t,
+                edges,
+                yerr=e_t,
+                ax=ax,
+                histtype="errorbar",
+                color=_TARGET_COLOR,
+                marker="o",
+                markersize=3.5,
+                elinewidth=1.0,
+                label=labels[2],
+                flow="none",
+            )
             top = max(np.max(d_s), np.max(d_m), np.max(d_t + e_t))
             ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)
             ax.set_xlim(lo, hi)
@@ -229,8 +259,15 @@ def feature_comparison(
                 r_m = np.where(d_t > 0, d_m / d_t, np.nan)
                 r_s = np.where(d_t > 0, d_s / d_t, np.nan)
                 rel = np.where(d_t > 0, e_t / d_t, np.nan)
-            rax.stairs(1 + np.nan_to_num(rel), edges, baseline=1 - np.nan_to_num(rel),
-                       fill=True, color="0.8", lw=0, label=f"{labels[2]} stat.")
+            rax.stairs(
+                1 + np.nan_to_num(rel),
+                edges,
+                baseline=1 - np.nan_to_num(rel),
+                fill=True,
+                color="0.8",
+                lw=0,
+                label=f"{labels[2]} stat.",
+            )
             rax.axhline(1.0, color="black", lw=1.0, ls=":")
             rax.stairs(r_s, edges, color=_SOURCE_COLOR, ls="--", lw=1.6)
             rax.stairs(r_m, edges, color=_MORPHED_COLOR, lw=1.8)
@@ -309,7 +346,9 @@ def toy_panels(
     ranges = [(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)) for lo, hi in ranges]
     dens = []
     for arr in (src, mor, tgt):
-        h = hist.Hist(hist.axis.Regular(bins, *ranges[0]), hist.axis.Regular(bins, *ranges[1]))
+        h: hist.Hist = hist.Hist(
+            hist.axis.Regular(bins, *ranges[0]), hist.axis.Regular(bins, *ranges[1])
+        )
         h.fill(arr[:, 0], arr[:, 1])
         area = np.outer(np.diff(h.axes[0].edges), np.diff(h.axes[1].edges))
         dens.append((h.values() / (len(arr) * area), h.axes[0].edges, h.axes[1].edges))
@@ -319,14 +358,13 @@ def toy_panels(
 
     with _style():
         fig = plt.figure(figsize=(18.0, 4.8), layout="constrained")
-        fig.get_layout_engine().set(w_pad=0.1, h_pad=0.08)
+        _layout(fig).set(w_pad=0.1, h_pad=0.08)
         grid = fig.add_gridspec(1, 5, width_ratios=(1.0, 1.0, 1.0, 0.05, 1.0))
         axes = [fig.add_subplot(grid[0, i]) for i in (0, 1, 2, 4)]
         cax = fig.add_subplot(grid[0, 3])
         mesh = None
         for ax, (d, ex, ey), title in zip(axes[:3], dens, labels, strict=True):
-            mesh = ax.pcolormesh(ex, ey, d.T, cmap="viridis", vmin=0.0, vmax=vmax,
-                                 rasterized=True)
+            mesh = ax.pcolormesh(ex, ey, d.T, cmap="viridis", vmin=0.0, vmax=vmax, rasterized=True)
             ax.set_title(title, fontsize="medium")
         d_t, ex, ey = dens[2]
         ax = axes[3]
@@ -335,11 +373,19 @@ def toy_panels(
         if k:
             pick = np.random.default_rng(seed).choice(len(src), size=k, replace=False)
             p0, p1 = src[pick], mor[pick]
-            ax.quiver(p0[:, 0], p0[:, 1], p1[:, 0] - p0[:, 0], p1[:, 1] - p0[:, 1],
-                      angles="xy", scale_units="xy", scale=1.0, width=0.004,
-                      color=_MORPHED_COLOR, alpha=0.75)
-            ax.scatter(p0[:, 0], p0[:, 1], s=5, color=_SOURCE_COLOR, zorder=3,
-                       label=labels[0])
+            ax.quiver(
+                p0[:, 0],
+                p0[:, 1],
+                p1[:, 0] - p0[:, 0],
+                p1[:, 1] - p0[:, 1],
+                angles="xy",
+                scale_units="xy",
+                scale=1.0,
+                width=0.004,
+                color=_MORPHED_COLOR,
+                alpha=0.75,
+            )
+            ax.scatter(p0[:, 0], p0[:, 1], s=5, color=_SOURCE_COLOR, zorder=3, label=labels[0])
         ax.set_title(f"{labels[0]} \u2192 {labels[1]}", fontsize="medium")
         for a in axes:
             a.set_xlim(*ranges[0])
@@ -347,7 +393,8 @@ def toy_panels(
             a.set_aspect("equal", adjustable="box")
             a.set_xlabel("x1")
         axes[0].set_ylabel("x2")
-        fig.colorbar(mesh, cax=cax, label="density", extend="max")
+        if mesh is not None:
+            fig.colorbar(mesh, cax=cax, label="density", extend="max")
         _save(fig, path)
     return fig
 
@@ -407,12 +454,20 @@ def distance_histogram(
         fig, ax = plt.subplots(figsize=(7.5, 5.5), layout="constrained")
         for i, (name, arr) in enumerate(data.items()):
             color = _CYCLE[i % len(_CYCLE)]
-            h = hist.Hist(hist.axis.Regular(bins, lo, hi))
+            h: hist.Hist = hist.Hist(hist.axis.Regular(bins, lo, hi))
             h.fill(arr)
             norm = len(arr) * np.diff(h.axes[0].edges)
             mean = float(arr.mean())
-            mplhep.histplot(h.values() / norm, h.axes[0].edges, ax=ax, histtype="step", lw=2.0,
-                            color=color, label=f"{name} (mean {mean:.3g})", flow="none")
+            mplhep.histplot(
+                h.values() / norm,
+                h.axes[0].edges,
+                ax=ax,
+                histtype="step",
+                lw=2.0,
+                color=color,
+                label=f"{name} (mean {mean:.3g})",
+                flow="none",
+            )
             ax.axvline(mean, color=color, ls="--", lw=1.2)
         ax.set_xlim(lo, hi)
         ax.set_ylim(0, 1.15 * ax.get_ylim()[1] + 0.1 * len(data) * ax.get_ylim()[1])
@@ -452,8 +507,16 @@ def _draw_losses(ax: Axes, series: dict[str, np.ndarray], best: Any, title: str 
     for i, (key, arr) in enumerate(series.items()):
         label, ls = styles.get(key, (key.replace("_", " "), "--"))
         epochs = np.arange(1, len(arr) + 1)
-        ax.plot(epochs, arr, ls=ls, lw=2.0, color=_CYCLE[i % len(_CYCLE)], label=label,
-                marker="o" if len(arr) <= 30 else None, markersize=3.5)
+        ax.plot(
+            epochs,
+            arr,
+            ls=ls,
+            lw=2.0,
+            color=_CYCLE[i % len(_CYCLE)],
+            label=label,
+            marker="o" if len(arr) <= 30 else None,
+            markersize=3.5,
+        )
     if best is not None and best >= 1:
         ax.axvline(best, color="0.35", ls=":", lw=1.5, label=f"best epoch ({best})")
     from matplotlib.ticker import MaxNLocator
@@ -523,8 +586,9 @@ def loss_curves(history: dict, *, path: str | Path | None = None) -> Figure:
         )
 
     with _style():
-        fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.5),
-                                 layout="constrained", squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(7.5 * len(panels), 5.5), layout="constrained", squeeze=False
+        )
         for ax, (title, sub_series, best) in zip(axes[0], panels, strict=True):
             _draw_losses(ax, sub_series, best, title)
         _save(fig, path)

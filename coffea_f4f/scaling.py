@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["KINDS", "Scaler", "forward", "inverse", "log_abs_det"]
+
 KINDS = ("standard", "log", "logit", "minmax", "identity")
 _LOGIT_MARGIN = 0.05
 

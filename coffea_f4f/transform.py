@@ -16,15 +16,12 @@ bounded cache (:func:`cache_info`, :func:`clear_model_cache`). The typetracer (g
 pass never runs torch. Details and measurements: DESIGN-NOTES.md, "coffea transform".
 """
 
-
 from __future__ import annotations
 
-import collections
 import hashlib
 import os
-import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -40,78 +37,16 @@ from .columns import (
     resolve_column,
     to_float,
 )
+from .modelcache import CACHE_SIZE, ModelCache, cache_info, clear_model_cache
 from .morpher import Morpher, load
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch  # noqa: F401
 
-__all__ = ["CACHE_SIZE", "DEFAULT_BATCH_SIZE", "MorphTransform", "cache_info",
-           "clear_model_cache"]
+__all__ = ["CACHE_SIZE", "DEFAULT_BATCH_SIZE", "MorphTransform", "cache_info", "clear_model_cache"]
 
 #: rows per torch call when ``batch_size`` is not given
 DEFAULT_BATCH_SIZE = 16384
-#: models kept built per process (least recently used dropped first)
-CACHE_SIZE = 8
-
-
-
-# ----------------------------------------------------------------------------- model cache
-class CacheInfo(NamedTuple):
-    """Like ``functools.lru_cache``'s: hits, misses, the bound and the models held now."""
-
-    hits: int
-    misses: int
-    maxsize: int
-    currsize: int
-
-
-class _ModelCache:
-    """A bounded, thread-safe LRU of built models: one build per process and key."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._models: collections.OrderedDict[tuple[Any, ...], Morpher] = (
-            collections.OrderedDict())
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, key: tuple[Any, ...], build: Callable[[], Morpher]) -> Morpher:
-        with self._lock:
-            model = self._models.get(key)
-            if model is not None:
-                self._models.move_to_end(key)
-                self.hits += 1
-                return model
-            self.misses += 1
-            model = build()
-            self._models[key] = model
-            while len(self._models) > self.maxsize:
-                self._models.popitem(last=False)
-            return model
-
-    def __len__(self) -> int:
-        return len(self._models)
-
-    def info(self) -> CacheInfo:
-        return CacheInfo(self.hits, self.misses, self.maxsize, len(self._models))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
-            self.hits = self.misses = 0
-
-
-_MODEL_CACHE = _ModelCache(CACHE_SIZE)
-
-
-def cache_info() -> CacheInfo:
-    """Hits, misses, size bound and current size of this process's model cache."""
-    return _MODEL_CACHE.info()
-
-
-def clear_model_cache() -> None:
-    """Forget all models built by :class:`MorphTransform` in this process."""
-    _MODEL_CACHE.clear()
 
 
 def _maybe_map_partitions(fn: Callable[..., ak.Array], *arrays: Any) -> Any:
@@ -128,8 +63,13 @@ class _MorphPartition:
     """The per-chunk (eager) or per-partition (dask) function: columns in, record out, in
     the transform's three stages (``prepare``, ``numpy_call``, ``postprocess``)."""
 
-    def __init__(self, transform: MorphTransform, depths: tuple[int, ...], n_inputs: int,
-                 target_value: float | None) -> None:
+    def __init__(
+        self,
+        transform: MorphTransform,
+        depths: tuple[int, ...],
+        n_inputs: int,
+        target_value: float | None,
+    ) -> None:
         self.transform = transform
         self.depths = depths
         self.n_inputs = n_inputs
@@ -137,8 +77,18 @@ class _MorphPartition:
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         t = self.transform
-        return ("coffea-f4f-morph", type(t).__qualname__, t.model_hash, t.precision, t.device,
-                t.num_threads, t.batch_size, self.depths, self.n_inputs, self.target_value)
+        return (
+            "coffea-f4f-morph",
+            type(t).__qualname__,
+            t.model_hash,
+            t.precision,
+            t.device,
+            t.num_threads,
+            t.batch_size,
+            self.depths,
+            self.n_inputs,
+            self.target_value,
+        )
 
     @property
     def jagged(self) -> bool:
@@ -149,8 +99,9 @@ class _MorphPartition:
             for a in arrays:  # the result depends on every buffer of every input
                 ak.typetracer.touch_data(a)
             n = len(self.transform.features)
-            empty = self.transform.postprocess(np.zeros((0, n)),
-                                     Layout(0, np.zeros(0, np.int64) if self.jagged else None))
+            empty = self.transform.postprocess(
+                np.zeros((0, n)), Layout(0, np.zeros(0, np.int64) if self.jagged else None)
+            )
             return ak.Array(empty.layout.to_typetracer(forget_length=True))
         t = self.transform
         x, ctx, layout = t.prepare(arrays, self.depths, self.n_inputs, self.target_value)
@@ -234,7 +185,8 @@ class MorphTransform:
         if missing or extra:
             raise ValueError(
                 f"inputs must name each model feature exactly once; model features: "
-                f"{self.features}" + (f"; missing: {missing}" if missing else "")
+                f"{self.features}"
+                + (f"; missing: {missing}" if missing else "")
                 + (f"; not features of the model: {extra}" if extra else "")
             )
         for f in self.features:
@@ -257,15 +209,18 @@ class MorphTransform:
                 "field path or a callable)"
             )
         if not self._between and target_condition is not None:
-            raise ValueError("target_condition= is only for between-condition models "
-                             "(fit_condition_morpher)")
+            raise ValueError(
+                "target_condition= is only for between-condition models (fit_condition_morpher)"
+            )
         if target_condition is not None and not isinstance(target_condition, int | float):
             check_spec(target_condition, "target_condition")
         self.target_condition = target_condition
 
         if not isinstance(suffix, str) or not suffix:
-            raise ValueError("suffix must be a non-empty string (the morphed copies are added "
-                             "beside the inputs, never over them)")
+            raise ValueError(
+                "suffix must be a non-empty string (the morphed copies are added "
+                "beside the inputs, never over them)"
+            )
         self.suffix = suffix
         outputs = [self._output_path(f) for f in self.features]
         if len(set(outputs)) != len(outputs):
@@ -283,24 +238,26 @@ class MorphTransform:
         self.device = device
 
         self._config_bytes, self._weights = model.payload()
-        self.model_hash = hashlib.sha256(
-            self._config_bytes + b"\0" + self._weights).hexdigest()
+        self.model_hash = hashlib.sha256(self._config_bytes + b"\0" + self._weights).hexdigest()
 
     def __repr__(self) -> str:
         cond = f", condition={self.condition!r}" if self.condition is not None else ""
-        return (f"MorphTransform(features={self.features}, inputs={self.inputs}{cond}, "
-                f"suffix={self.suffix!r}, model={self.model_hash[:12]})")
+        return (
+            f"MorphTransform(features={self.features}, inputs={self.inputs}{cond}, "
+            f"suffix={self.suffix!r}, model={self.model_hash[:12]})"
+        )
 
     # ------------------------------------------------------------------ model
     @property
     def morpher(self) -> Morpher:
         """The process-wide cached :class:`~coffea_f4f.morpher.Morpher` (built on first use)."""
         key = (self.model_hash, self.precision, self.device, self.num_threads)
-        return _MODEL_CACHE.get(key, self._build)
+        return ModelCache.shared.get(key, self._build)
 
     def _build(self) -> Morpher:
-        model = Morpher.from_payload(self._config_bytes, self._weights,
-                                     precision=self.precision, device=self.device)
+        model = Morpher.from_payload(
+            self._config_bytes, self._weights, precision=self.precision, device=self.device
+        )
         model.num_threads = self.num_threads
         return model
 
@@ -335,14 +292,19 @@ class MorphTransform:
         cols = [resolve_column(events, self.inputs[f], f, "input") for f in self.features]
         conds = []
         if self.condition is not None:
-            conds.append(resolve_column(events, self.condition, self.condition_name, "condition"))
+            conds.append(
+                resolve_column(events, self.condition, str(self.condition_name), "condition")
+            )
         target_value = None
         if self.target_condition is not None:
             if isinstance(self.target_condition, int | float):
                 target_value = float(self.target_condition)
             else:
-                conds.append(resolve_column(events, self.target_condition, self.condition_name,
-                                      "target condition"))
+                conds.append(
+                    resolve_column(
+                        events, self.target_condition, str(self.condition_name), "target condition"
+                    )
+                )
         depth = cols[0].depth
         mixed = [c.name for c in cols if c.depth != depth]
         if mixed:
@@ -378,7 +340,10 @@ class MorphTransform:
 
     # ------------------------------------------------------------------ the three stages
     def prepare(
-        self, arrays: tuple[Any, ...], depths: tuple[int, ...], n_inputs: int,
+        self,
+        arrays: tuple[Any, ...],
+        depths: tuple[int, ...],
+        n_inputs: int,
         target_value: float | None,
     ) -> tuple[np.ndarray, list[np.ndarray], Layout]:
         """Stage 1: concrete columns (inputs, condition, target condition) -> rows and their
@@ -407,7 +372,7 @@ class MorphTransform:
         for arr, depth in zip(arrays[n_inputs:], depths[n_inputs:], strict=True):
             if depth:
                 arr, n_obj = flatten(arr)
-                if not np.array_equal(n_obj, counts):
+                if counts is None or not np.array_equal(n_obj, counts):
                     raise ValueError(
                         "the per-object condition has different numbers of objects per event "
                         "than the inputs; give one value per event or per input object"

@@ -94,8 +94,10 @@ def as_path(path: Any) -> tuple[str, ...]:
         TypeError: not a non-empty string or tuple of non-empty strings.
     """
     parts = tuple(path.split(".")) if isinstance(path, str) else path
-    if not isinstance(parts, tuple) or not parts or not all(
-        isinstance(p, str) and p for p in parts
+    if (
+        not isinstance(parts, tuple)
+        or not parts
+        or not all(isinstance(p, str) and p for p in parts)
     ):
         raise TypeError(
             f"a field path is a string such as 'FatJet.msoftdrop' or a tuple such as "
@@ -184,9 +186,7 @@ def _missing(data: Any, parts: tuple[str, ...], level: int, what: str) -> Missin
         nested = [f for f in available_fields(data) if f.rsplit(".", 1)[-1] == wanted]
         suggestions += nested
     listed = [prefix + f for f in fields]
-    return MissingColumnError(
-        name, listed, what=what, suggestions=list(dict.fromkeys(suggestions))
-    )
+    return MissingColumnError(name, listed, what=what, suggestions=list(dict.fromkeys(suggestions)))
 
 
 def all_exist(data: Any, parts: Sequence[str]) -> bool:
@@ -215,8 +215,10 @@ def get_field(data: Any, path: Any, *, what: str = "field") -> Any:
         if name in data:
             return data[name]
         if parts[0] not in data:
-            raise _missing(data, parts, 0, what) if len(parts) == 1 else MissingColumnError(
-                name, [str(k) for k in data], what=what
+            raise (
+                _missing(data, parts, 0, what)
+                if len(parts) == 1
+                else MissingColumnError(name, [str(k) for k in data], what=what)
             )
         if len(parts) == 1:
             return data[parts[0]]

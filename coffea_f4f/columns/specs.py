@@ -57,8 +57,10 @@ def resolve_column(events: Any, spec: ColumnSpec, name: str, what: str) -> Resol
     if not is_dask(arr) and not isinstance(arr, ak.Array):
         values = np.asarray(arr)
         if values.ndim == 0:
-            raise TypeError(f"{label} is a scalar ({type(arr).__name__}); return one value per "
-                            "event or per object")
+            raise TypeError(
+                f"{label} is a scalar ({type(arr).__name__}); return one value per "
+                "event or per object"
+            )
         arr = ak.Array(values)
     depth, leaf = list_depth(arr)
     if isinstance(leaf, ak.forms.RecordForm):
@@ -67,8 +69,9 @@ def resolve_column(events: Any, spec: ColumnSpec, name: str, what: str) -> Resol
             "its fields (e.g. 'FatJet.msoftdrop')"
         )
     if not isinstance(leaf, ak.forms.NumpyForm):
-        raise TypeError(f"{label} has an unsupported type ({type(leaf).__name__}); expected "
-                        "numbers")
+        raise TypeError(
+            f"{label} has an unsupported type ({type(leaf).__name__}); expected numbers"
+        )
     if np.dtype(leaf.primitive).kind not in "iuf":
         raise TypeError(f"{label} has dtype {leaf.primitive}, not a number")
     if depth > 1:

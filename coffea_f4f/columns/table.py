@@ -107,8 +107,7 @@ def _gather(
     jagged = [n for n, d in zip(names, depths, strict=True) if d]
     if jagged and not allow_jagged:
         raise ValueError(
-            f"{what} fields {jagged} are jagged (one list per event); expected one value per "
-            "event"
+            f"{what} fields {jagged} are jagged (one list per event); expected one value per event"
         )
     counts = None if layout is None else layout.counts
     if layout is not None and layout.counts is None and jagged:
@@ -120,8 +119,9 @@ def _gather(
     levels: list[int] = []
     for column, name, depth in zip(columns, names, depths, strict=True):
         if depth:
-            values, n_obj = flatten(ak.Array(column) if not isinstance(column, ak.Array)
-                                    else column)
+            values, n_obj = flatten(
+                ak.Array(column) if not isinstance(column, ak.Array) else column
+            )
             if counts is None:
                 counts, first = n_obj, name
             elif len(n_obj) != len(counts) or not np.array_equal(n_obj, counts):
@@ -201,8 +201,7 @@ def to_matrix(
         return matrix, Layout(len(matrix))
     view = _columns_of(data)
     columns = [get_field(view, f) for f in fields]
-    return _gather(columns, names, what=what, allow_jagged=allow_jagged,
-                   check_finite=check_finite)
+    return _gather(columns, names, what=what, allow_jagged=allow_jagged, check_finite=check_finite)
 
 
 def condition_matrix(
@@ -242,8 +241,10 @@ def condition_matrix(
         return _gather(columns, names, what=what, layout=layout)[0]
     if isinstance(condition, ak.Array):
         if len(names) != 1:
-            raise ValueError(f"an awkward condition array holds one condition; the model has "
-                             f"{names}: pass an (N, {len(names)}) array")
+            raise ValueError(
+                f"an awkward condition array holds one condition; the model has "
+                f"{names}: pass an (N, {len(names)}) array"
+            )
         return _gather([condition], names, what=what, layout=layout)[0]
     values = np.asarray(condition)
     if values.dtype.kind not in "biuf":
@@ -251,8 +252,10 @@ def condition_matrix(
     values = values.astype(np.float64)
     if values.ndim == 0:
         if len(names) != 1:
-            raise ValueError(f"a scalar condition is ambiguous for conditions {names}; pass an "
-                             f"(N, {len(names)}) array")
+            raise ValueError(
+                f"a scalar condition is ambiguous for conditions {names}; pass an "
+                f"(N, {len(names)}) array"
+            )
         matrix = np.full((layout.n_rows, 1), float(values))
         require_finite(matrix, names, what=what)
         return matrix
@@ -304,6 +307,9 @@ def replace_fields(data: Any, fields: Sequence[Any], matrix: np.ndarray, layout:
     out = data
     for f, col in zip(fields, columns, strict=True):
         path = as_path(f)
-        out = ak.with_field(out, col if isinstance(col, ak.Array) else ak.Array(col),
-                            where=path if len(path) > 1 else path[0])
+        out = ak.with_field(
+            out,
+            col if isinstance(col, ak.Array) else ak.Array(col),
+            where=path if len(path) > 1 else path[0],
+        )
     return out

@@ -104,16 +104,22 @@ def write_dijet_nanoaod(path: str, n: int, *, kind: str = "sim", seed: int = 0) 
     with uproot.recreate(path) as f:
         f.mktree(
             "Events",
-            {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64,
-             "FatJet": fj.type.content},
+            {
+                "run": np.uint32,
+                "luminosityBlock": np.uint32,
+                "event": np.uint64,
+                "FatJet": fj.type.content,
+            },
             counter_name=lambda c: "n" + c,
             field_name=lambda outer, inner: f"{outer}_{inner}",
         )
         if n:
-            f["Events"].extend({
-                "run": np.ones(n, np.uint32),
-                "luminosityBlock": np.ones(n, np.uint32),
-                "event": np.arange(1, n + 1, dtype=np.uint64) + np.uint64(seed) * 10**9,
-                "FatJet": fj,
-            })
+            f["Events"].extend(
+                {
+                    "run": np.ones(n, np.uint32),
+                    "luminosityBlock": np.ones(n, np.uint32),
+                    "event": np.arange(1, n + 1, dtype=np.uint64) + np.uint64(seed) * 10**9,
+                    "FatJet": fj,
+                }
+            )
     return events

@@ -1,10 +1,10 @@
 """The generic training loop: split, epochs, validation, early stopping, checkpoints, resume.
 
 It trains any ``nn.Module`` on a sum of likelihood :class:`Term` s and knows nothing of
-densities or morphs (those are :mod:`coffea_f4f.train.fits`). Adam with a cosine learning-rate
-schedule per step, gradient clipping, a validation split with early stopping that restores the
-best state, a tqdm progress bar, seeded reproducibility, a checkpoint after every epoch and an
-exact resume from it. :func:`train_stage` is the ritual every stage of a fit goes through.
+densities or morphs (those are the fits in :mod:`coffea_f4f.train`). Adam with a cosine
+learning-rate schedule per step, gradient clipping, a validation split with early stopping that
+restores the best state, a tqdm progress bar, seeded reproducibility, a checkpoint after every
+epoch and an exact resume from it. :func:`train_stage` is the ritual every stage of a fit goes through.
 See DESIGN-NOTES.md, "Training loop".
 """
 
@@ -74,7 +74,7 @@ def split(x, c, cfg: TrainConfig, device: str, salt: int) -> Split:
     idx = rng.permutation(len(x))
     if cfg.max_events is not None:
         idx = idx[: cfg.max_events]
-    n_val = int(round(cfg.val_fraction * len(idx)))
+    n_val = round(cfg.val_fraction * len(idx))
     if cfg.val_fraction > 0 and len(idx) - n_val < 1:
         raise ValueError(f"too few events ({len(idx)}) for val_fraction={cfg.val_fraction}")
 
@@ -113,11 +113,12 @@ def val_loss(terms: Sequence[Term], chunk: int = 65536) -> float | None:
     total = 0.0
     with torch.no_grad():
         for term in terms:
+            assert term.data.val is not None  # checked above
             x, c = term.data.val
             s = 0.0
             for i in range(0, len(x), chunk):
-                cc = None if c is None else c[i:i + chunk]
-                s += float(term.fn(x[i:i + chunk], cc).sum())
+                cc = None if c is None else c[i : i + chunk]
+                s += float(term.fn(x[i : i + chunk], cc).sum())
             total += s / len(x)
     return total
 
@@ -139,17 +140,25 @@ def run_loop(
     steps = math.ceil(n_max / cfg.batch_size)
     sched = (
         torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
-        if cfg.schedule == "cosine" else None
+        if cfg.schedule == "cosine"
+        else None
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     state: dict[str, Any] = {
-        "epoch": 0, "train_loss": [], "val_loss": [], "best_val": math.inf, "best_epoch": -1,
-        "bad_epochs": 0, "finished": False, "seconds": 0.0,
+        "epoch": 0,
+        "train_loss": [],
+        "val_loss": [],
+        "best_val": math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "finished": False,
+        "seconds": 0.0,
     }
     best_state = copy.deepcopy(model.state_dict())
 
-    resume_from = cfg.resume if isinstance(cfg.resume, str) else (
-        checkpoint if cfg.resume else None)
+    resume_from = (
+        cfg.resume if isinstance(cfg.resume, str) else (checkpoint if cfg.resume else None)
+    )
     if resume_from and Path(resume_from).is_file():
         ck = torch.load(resume_from, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -163,8 +172,15 @@ def run_loop(
         gen_hook(gen)
 
     n_param = flows.count_parameters(model)
-    bar = tqdm(total=cfg.epochs * steps, initial=state["epoch"] * steps, desc=desc,
-               disable=not cfg.progress, unit="step", dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=cfg.epochs * steps,
+        initial=state["epoch"] * steps,
+        desc=desc,
+        disable=not cfg.progress,
+        unit="step",
+        dynamic_ncols=True,
+        leave=True,
+    )
     bar.set_postfix_str(f"{n_param} params")
     t_start = time.perf_counter() - state["seconds"]
     try:
@@ -173,9 +189,9 @@ def run_loop(
             orders = [epoch_indices(len(t.data.train[0]), n_max, gen) for t in terms]
             run, count = 0.0, 0
             for s in range(steps):
-                loss = 0.0
+                loss = torch.zeros(())
                 for term, order in zip(terms, orders, strict=True):
-                    sel = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+                    sel = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
                     x, c = term.data.train
                     sel = sel.to(x.device)
                     loss = loss + term.fn(x[sel], None if c is None else c[sel]).mean()
@@ -204,12 +220,14 @@ def run_loop(
             monitor = val if val is not None else train_loss
             if monitor < state["best_val"]:
                 state["best_val"], state["best_epoch"], state["bad_epochs"] = (
-                    monitor, state["epoch"], 0)
+                    monitor,
+                    state["epoch"],
+                    0,
+                )
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 state["bad_epochs"] += 1
-            if (cfg.patience is not None and val is not None
-                    and state["bad_epochs"] >= cfg.patience):
+            if cfg.patience is not None and val is not None and state["bad_epochs"] >= cfg.patience:
                 state["finished"] = True
                 state["stopped_early"] = True
             state["seconds"] = time.perf_counter() - t_start
@@ -229,12 +247,15 @@ def run_loop(
     if checkpoint:
         _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, state)
     return {
-        "train_loss": state["train_loss"], "val_loss": state["val_loss"],
-        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+        "train_loss": state["train_loss"],
+        "val_loss": state["val_loss"],
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
         "stopped_early": bool(state.get("stopped_early", False)),
-        "seconds": state["seconds"], "events_per_second": (
-            state["epoch"] * sum(len(t.data.train[0]) for t in terms) / max(state["seconds"],
-                                                                            1e-9)),
+        "seconds": state["seconds"],
+        "events_per_second": (
+            state["epoch"] * sum(len(t.data.train[0]) for t in terms) / max(state["seconds"], 1e-9)
+        ),
     }
 
 
@@ -242,11 +263,17 @@ def _save_checkpoint(path, model, opt, sched, gen, best_state, state) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({
-        "model": model.state_dict(), "optimizer": opt.state_dict(),
-        "scheduler": None if sched is None else sched.state_dict(),
-        "generator": gen.get_state(), "best_state": best_state, "state": state,
-    }, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": None if sched is None else sched.state_dict(),
+            "generator": gen.get_state(),
+            "best_state": best_state,
+            "state": state,
+        },
+        tmp,
+    )
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
 
 
@@ -314,8 +341,15 @@ def train_stage(
         terms = make_terms(module, device)
         ckpt, stage_cfg = stage_checkpoint(cfg, stage)
         with flows.torch_threads(cfg.num_threads):
-            history = run_loop(module, terms, stage_cfg, desc=desc, checkpoint=ckpt,
-                               callback=callback, gen_hook=gen_hook)
+            history = run_loop(
+                module,
+                terms,
+                stage_cfg,
+                desc=desc,
+                checkpoint=ckpt,
+                callback=callback,
+                gen_hook=gen_hook,
+            )
     finally:
         for m in (module, *frozen):
             m.to("cpu")

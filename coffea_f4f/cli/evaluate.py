@@ -1,0 +1,94 @@
+"""``coffea-f4f evaluate MODEL --source ... --target ...``: how good a morph is.
+
+Morphs the source, compares it with the target (:func:`coffea_f4f.metrics.summary`), prints
+the metrics and writes ``metrics.json`` and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import metrics, plots
+from ..columns import to_matrix
+from ..demo import print_table
+from .errors import one_line
+from .inputs import read_columns
+from .morph import condition_args, feature_map, input_branches, load_model, morph_columns
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only (the morpher imports torch)
+    from ..morpher import Morpher
+
+__all__ = ["run_evaluate"]
+
+
+def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Morph the source, compute the metrics, print them and write metrics.json and plots."""
+    morpher = load_model(args.model)
+    inputs = feature_map(morpher, args.branch)
+    condition, target_condition = condition_args(
+        morpher, args.condition_branch, args.target_condition
+    )
+    source = read_columns(
+        args.source, input_branches(inputs, condition, target_condition), max_events=args.max_events
+    )
+    target = read_columns(
+        args.target, list(dict.fromkeys(inputs.values())), max_events=args.max_events
+    )
+    morphed = morph_columns(
+        morpher, source, inputs, condition=condition, target_condition=target_condition
+    )
+    x, _ = to_matrix({f: source[b] for f, b in inputs.items()}, morpher.features)
+    y, _ = to_matrix(morphed, morpher.features)
+    t, _ = to_matrix({f: target[b] for f, b in inputs.items()}, morpher.features)
+    summary = metrics.summary(x, y, t, seed=args.seed, standardize=True)
+    summary.update(
+        {
+            "model": str(args.model),
+            "variant": morpher.variant,
+            "features": morpher.features,
+            "branches": inputs,
+            "source": list(args.source),
+            "target": list(args.target),
+        }
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    written = ["metrics.json"]
+    if not args.no_plots:
+        written += _evaluate_plots(out, x, y, t, morpher)
+
+    print(f"coffea-f4f evaluate: {morpher!r}")
+    print("Metrics (C2ST AUC: 0.5 = indistinguishable)")
+    print_table(metrics.summary_rows(summary, morpher.features))
+    print(f"\nWrote {', '.join(written)} to {out}")
+    return summary
+
+
+def _evaluate_plots(
+    out: Path, x: np.ndarray, y: np.ndarray, t: np.ndarray, morpher: Morpher
+) -> list[str]:
+    try:
+        import matplotlib.pyplot as plt  # optional dependency: the [plots] extra
+
+        fig = plots.feature_comparison(
+            x, y, t, features=list(morpher.features), path=out / "feature_comparison.png"
+        )
+    except ImportError as err:  # plotting extras not installed
+        print(f"(plots skipped: {err}; pip install 'coffea-f4f[plots]')")
+        return []
+    plt.close(fig)
+    written = ["feature_comparison.png"]
+    try:
+        fig = plots.loss_curves(morpher.history, path=out / "loss_curves.png")
+    except ValueError as err:  # e.g. a model saved without a training history
+        print(f"(loss curves skipped: {one_line(err)})")
+    else:
+        plt.close(fig)
+        written.append("loss_curves.png")
+    return written

@@ -1,0 +1,123 @@
+"""Morphs between condition values on one dataset: :func:`fit_condition_morpher`
+(CURTAINs-F4F; see DESIGN-NOTES.md, "Between condition values")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .. import flows
+from ..config import FlowConfig, TrainConfig
+from ..density import DensityModel
+from ..maps import ConditionMap
+from ..morpher import Morpher
+from .density import train_density
+from .inputs import Scaling, check_density, check_names, condition_range, extract, fit_scalers
+from .loop import Callback, Salt, Term, require_checkpoint, split, train_stage
+
+__all__ = ["fit_condition_morpher"]
+
+
+def fit_condition_morpher(
+    data: Any,
+    *,
+    features: Sequence[str],
+    condition: str,
+    density: FlowConfig = FlowConfig(),
+    flow: FlowConfig = FlowConfig(),
+    train: TrainConfig = TrainConfig(),
+    density_model: DensityModel | None = None,
+    scaling: Scaling = "standard",
+    density_train: TrainConfig | None = None,
+    callback: Callback | None = None,
+) -> Morpher:
+    """Learn, on one dataset, a map between condition values (CURTAINs-F4F).
+
+    A conditional density ``q(x | c)`` is learned (or supplied as ``density_model``) and frozen.
+    The morph is one conditional flow ``g(x; c)`` (identity-initialised); the map from ``a``
+    to ``b`` is ``T(x; a, b) = g^-1(g(x; a); b)``, trained so that ``T(x; a, b)`` of events at
+    ``a`` is likely under ``q(. | b)`` for ``b`` drawn from the other events' conditions. By
+    construction ``T(.; b, a)`` is the exact inverse of ``T(.; a, b)``.
+
+    Apply with ``morpher.morph(x, condition=a, target_condition=b)``.
+    """
+    if condition is None:
+        raise ValueError("fit_condition_morpher needs condition= (the field to morph between)")
+    features = check_names(features, condition)
+    check_density(density_model, features, condition, "density_model")
+    require_checkpoint(train, ["density", "morph"])
+    x, c = extract(data, features, condition, "data")
+    assert c is not None
+    scaler, cscaler = fit_scalers([x], [c], features, condition, scaling)
+    assert cscaler is not None
+    q = (
+        density_model
+        if density_model is not None
+        else train_density(
+            x,
+            c,
+            features=features,
+            condition=condition,
+            scaler=scaler,
+            cscaler=cscaler,
+            flow_cfg=density,
+            cfg=density_train or train,
+            desc="density",
+            stage="density",
+            callback=callback,
+            salt=Salt.CONDITION_DENSITY,
+        )
+    )
+    base = flows.FlowAsBase(
+        q.flow, here=scaler, there=q.scaler, here_context=cscaler, there_context=q.condition_scaler
+    )
+    spec = {"kind": "condition", "dim": len(features), "context_dim": 1, "flow": flow.to_dict()}
+    shared: dict[str, torch.Generator] = {}
+
+    def seed_pairs(gen: torch.Generator) -> None:  # pairs drawn from the checkpointed stream
+        shared["gen"] = gen
+
+    def build() -> torch.nn.Module:
+        return ConditionMap(
+            flows.build_layers(len(features), flow, context_dim=1, identity_init=True)
+        )
+
+    def terms(module: torch.nn.Module, device: str) -> list[Term]:
+        def term(xb: torch.Tensor, cb: torch.Tensor | None) -> torch.Tensor:
+            assert cb is not None
+            if module.training:
+                target_c = cb[torch.randperm(len(cb), generator=shared["gen"]).to(cb.device)]
+            else:  # validation: a fixed pairing (reverse order) so the loss is comparable
+                target_c = cb.flip(0)
+            y, ld = module(xb, cb, target_c)
+            return -(base.log_prob(y, target_c) + ld)
+
+        data = split(scaler.forward(x), cscaler.forward(c), train, device, Salt.CONDITION_SPLIT)
+        return [Term(term, data)]
+
+    module, history = train_stage(
+        build,
+        terms,
+        train,
+        stage="morph",
+        desc="condition morph",
+        salt=Salt.CONDITION_MORPH_INIT,
+        callback=callback,
+        gen_hook=seed_pairs,
+        frozen=(base,),
+    )
+    return Morpher(
+        features=features,
+        condition=condition,
+        module=module,
+        map_spec=spec,
+        scaler=scaler,
+        condition_scaler=cscaler,
+        variant="condition",
+        history={"morph": history, "density": q.history},
+        source_density=q,
+        target_density=None,
+        info={"identity_init": True, "condition_range": condition_range(c)},
+    )
