@@ -97,7 +97,10 @@ def build_model(seed: int = 0):
     src = {"mass": rng.gamma(2.0, 30.0, n) + 10, "pt": 200 + rng.exponential(150.0, n)}
     tgt = {"mass": rng.gamma(2.0, 34.0, n) + 12, "pt": 210 + rng.exponential(140.0, n)}
     return fit_morpher(
-        src, tgt, features=["mass", "pt"], scaling="log",
+        src,
+        tgt,
+        features=["mass", "pt"],
+        scaling="log",
         flow=FlowConfig(kind="autoregressive", layers=8, hidden=128),
         density=FlowConfig(layers=2, hidden=16),
         train=TrainConfig(epochs=1, progress=False, num_threads=1, seed=seed),
@@ -132,8 +135,9 @@ class ReadOnly:
         return {"objects": int(ak.sum(ak.num(events.FatJet))), "sum": total}
 
 
-def run_size(model, n_objects: int, workdir: Path, batch_size: int, chunksize: int,
-             repeat: int) -> dict:
+def run_size(
+    model, n_objects: int, workdir: Path, batch_size: int, chunksize: int, repeat: int
+) -> dict:
     import awkward as ak
     import torch
     import uproot
@@ -146,15 +150,24 @@ def run_size(model, n_objects: int, workdir: Path, batch_size: int, chunksize: i
     n_events = math.ceil(n_objects / FATJETS_PER_EVENT)
     path = write_nanoaod(workdir / f"bench_{n_objects}.root", n_events, seed=3, jets=False)
     tree = uproot.open(path)["Events"]
-    x = np.stack([ak.to_numpy(ak.flatten(tree[f"FatJet_{f}"].array())).astype(np.float64)
-                  for f in ("mass", "pt")], axis=1)
+    x = np.stack(
+        [
+            ak.to_numpy(ak.flatten(tree[f"FatJet_{f}"].array())).astype(np.float64)
+            for f in ("mass", "pt")
+        ],
+        axis=1,
+    )
     n = len(x)
     torch.set_num_threads(1)
     model.num_threads = 1
     module = model.module.to(dtype=torch.float64)
     z = torch.as_tensor(model.scaler.forward(x), dtype=torch.float64)
-    transform = MorphTransform(model, inputs={"mass": "FatJet.mass", "pt": "FatJet.pt"},
-                               batch_size=batch_size, num_threads=1)
+    transform = MorphTransform(
+        model,
+        inputs={"mass": "FatJet.mass", "pt": "FatJet.pt"},
+        batch_size=batch_size,
+        num_threads=1,
+    )
     fileset = {"bench": {"files": {str(path): "Events"}}}
     pickled = len(pickle.dumps(transform))
     checks: dict[str, float] = {}
@@ -163,7 +176,7 @@ def run_size(model, n_objects: int, workdir: Path, batch_size: int, chunksize: i
         out = torch.empty_like(z)
         with torch.no_grad():
             for i in range(0, n, batch_size):
-                out[i:i + batch_size] = module.forward(z[i:i + batch_size])[0]
+                out[i : i + batch_size] = module.forward(z[i : i + batch_size])[0]
         checks["raw"] = float(np.nansum(model.target_scaler.inverse(out.numpy())))
 
     def morph() -> None:  # 2. Morpher.morph on the numpy array
@@ -171,13 +184,17 @@ def run_size(model, n_objects: int, workdir: Path, batch_size: int, chunksize: i
 
     def runner(proc, key: str) -> Callable[[], None]:  # 3./4. Runner, IterativeExecutor
         def run() -> None:
-            r = processor.Runner(executor=processor.IterativeExecutor(status=False),
-                                 pre_executor=processor.IterativeExecutor(status=False),
-                                 schema=NanoAODSchema, chunksize=chunksize)
+            r = processor.Runner(
+                executor=processor.IterativeExecutor(status=False),
+                pre_executor=processor.IterativeExecutor(status=False),
+                schema=NanoAODSchema,
+                chunksize=chunksize,
+            )
             acc = r(fileset, proc, treename="Events")
             if acc["objects"] != n:
                 raise RuntimeError(f"{key}: {acc['objects']} objects, expected {n}")
             checks[key] = acc["sum"]
+
         return run
 
     stages = {
@@ -191,8 +208,9 @@ def run_size(model, n_objects: int, workdir: Path, batch_size: int, chunksize: i
     with torch.no_grad():
         module.forward(z[:256])
     model.morph(x[:256])
-    results: dict[str, dict] = {name: {"s": math.inf, "cpu": math.inf, "mb": 0.0}
-                                for name in stages}
+    results: dict[str, dict] = {
+        name: {"s": math.inf, "cpu": math.inf, "mb": 0.0} for name in stages
+    }
     for _ in range(repeat):  # interleaved repetitions; the best time of each stage is kept
         for name, fn in stages.items():
             with PeakMemory() as mem:
@@ -202,8 +220,10 @@ def run_size(model, n_objects: int, workdir: Path, batch_size: int, chunksize: i
             st = results[name]
             st["s"], st["cpu"] = min(st["s"], elapsed), min(st["cpu"], cpu)
             st["mb"], st["method"] = max(st["mb"], mem.mb), mem.method
-    if not (math.isclose(checks["raw"], checks["morph"], rel_tol=1e-9)
-            and math.isclose(checks["transform"], checks["morph"], rel_tol=1e-9)):
+    if not (
+        math.isclose(checks["raw"], checks["morph"], rel_tol=1e-9)
+        and math.isclose(checks["transform"], checks["morph"], rel_tol=1e-9)
+    ):
         raise RuntimeError(f"the stages disagree: {checks}")
     return {"n": n, "events": n_events, "stages": results, "pickled": pickled}
 
@@ -211,25 +231,34 @@ def run_size(model, n_objects: int, workdir: Path, batch_size: int, chunksize: i
 def _small_events(path: Path):
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-    return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema,
-                                       mode="virtual", entry_stop=100).events()
+    return NanoEventsFactory.from_root(
+        {str(path): "Events"}, schemaclass=NanoAODSchema, mode="virtual", entry_stop=100
+    ).events()
 
 
 def report(res: dict) -> None:
     n = res["n"]
     st = res["stages"]
     raw, raw_cpu = st["raw flow"]["s"], st["raw flow"]["cpu"]
-    print(f"\nN = {n:,} FatJet objects ({res['events']:,} events); pickled MorphTransform: "
-          f"{res['pickled']:,} bytes")
-    print(f"  {'stage':<18} {'objects/s':>10} {'time/raw':>9} {'obj/CPU-s':>10} "
-          f"{'CPU/raw':>8} {'peak MB':>8}")
+    print(
+        f"\nN = {n:,} FatJet objects ({res['events']:,} events); pickled MorphTransform: "
+        f"{res['pickled']:,} bytes"
+    )
+    print(
+        f"  {'stage':<18} {'objects/s':>10} {'time/raw':>9} {'obj/CPU-s':>10} "
+        f"{'CPU/raw':>8} {'peak MB':>8}"
+    )
     for name, s in st.items():
-        print(f"  {name:<18} {n / s['s']:>10,.0f} {s['s'] / raw:>9.3f} {n / s['cpu']:>10,.0f} "
-              f"{s['cpu'] / raw_cpu:>8.3f} {s['mb']:>8.1f}")
+        print(
+            f"  {name:<18} {n / s['s']:>10,.0f} {s['s'] / raw:>9.3f} {n / s['cpu']:>10,.0f} "
+            f"{s['cpu'] / raw_cpu:>8.3f} {s['mb']:>8.1f}"
+        )
     own = st["Runner+transform"]["s"] - st["Runner read-only"]["s"]
     own_cpu = st["Runner+transform"]["cpu"] - st["Runner read-only"]["cpu"]
-    print(f"  transform alone (Runner+transform - read-only): {own / raw:.3f} x raw flow time, "
-          f"{own_cpu / raw_cpu:.3f} x its CPU time")
+    print(
+        f"  transform alone (Runner+transform - read-only): {own / raw:.3f} x raw flow time, "
+        f"{own_cpu / raw_cpu:.3f} x its CPU time"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -245,20 +274,26 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
-    print(f"torch {torch.__version__}, 1 thread, float64, batch size {args.batch_size}, "
-          f"Runner chunksize {args.chunksize} events, best of {args.repeat}")
+    print(
+        f"torch {torch.__version__}, 1 thread, float64, batch size {args.batch_size}, "
+        f"Runner chunksize {args.chunksize} events, best of {args.repeat}"
+    )
     start = time.perf_counter()
     model = build_model()
-    print(f"model: autoregressive RQ spline, 8 layers x 128 hidden "
-          f"({sum(p.numel() for p in model.module.parameters()):,} parameters), "
-          f"built in {time.perf_counter() - start:.1f} s")
+    print(
+        f"model: autoregressive RQ spline, 8 layers x 128 hidden "
+        f"({sum(p.numel() for p in model.module.parameters()):,} parameters), "
+        f"built in {time.perf_counter() - start:.1f} s"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             res = run_size(model, n, Path(tmp), args.batch_size, args.chunksize, args.repeat)
             report(res)
     method = "VmHWM (reset per stage)" if _status_kb("VmHWM") is not None else "ru_maxrss"
-    print(f"\npeak MB: peak resident memory above the stage's start, from {method}; "
-          "CPU columns use time.process_time() (less sensitive to other load than wall time)")
+    print(
+        f"\npeak MB: peak resident memory above the stage's start, from {method}; "
+        "CPU columns use time.process_time() (less sensitive to other load than wall time)"
+    )
 
 
 if __name__ == "__main__":

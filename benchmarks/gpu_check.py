@@ -29,9 +29,16 @@ def train(device: str, n: int, epochs: int, batch: int):
     xt = datasets.toy("shifted_gaussian", n, seed=2)
     cfg = FlowConfig(layers=6, hidden=128)
     t0 = time.perf_counter()
-    m = fit_morpher(xs, xt, features=["x", "y"], flow=cfg, density=cfg,
-                    train=TrainConfig(epochs=epochs, batch_size=batch, lr=2e-3, device=device,
-                                      progress=False, patience=None))
+    m = fit_morpher(
+        xs,
+        xt,
+        features=["x", "y"],
+        flow=cfg,
+        density=cfg,
+        train=TrainConfig(
+            epochs=epochs, batch_size=batch, lr=2e-3, device=device, progress=False, patience=None
+        ),
+    )
     return m, time.perf_counter() - t0
 
 
@@ -44,8 +51,10 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("CUDA is not available here: nothing to compare (run this on a GPU machine).")
         return 0
-    print(f"torch {torch.__version__}, device {torch.cuda.get_device_name(0)}, "
-          f"CPU threads {torch.get_num_threads()}")
+    print(
+        f"torch {torch.__version__}, device {torch.cuda.get_device_name(0)}, "
+        f"CPU threads {torch.get_num_threads()}"
+    )
     m_cpu, t_cpu = train("cpu", args.n, args.epochs, args.batch)
     m_gpu, t_gpu = train("cuda", args.n, args.epochs, args.batch)
 
@@ -73,14 +82,19 @@ def main() -> int:
     move_gpu = metrics.distance_moved(hs[:5000], y_gpu_model).mean()
     ok_train = abs(auc_cpu - auc_gpu) < 0.03
 
-    print(f"same model, CPU vs CUDA morph (float64): max |diff| = {diff:.2e} "
-          f"-> {'OK' if ok_apply else 'MISMATCH'}")
-    print(f"trained on CPU : AUC {auc_cpu:.3f} +- {sigma:.3f}, moved {move_cpu:.3f}, "
-          f"{t_cpu:.1f} s")
-    print(f"trained on CUDA: AUC {auc_gpu:.3f} +- {sigma:.3f}, moved {move_gpu:.3f}, "
-          f"{t_gpu:.1f} s -> {'OK' if ok_train else 'MISMATCH'}")
-    print(f"speed-up CUDA/CPU: training {t_cpu / t_gpu:.2f}x (batch {args.batch}), "
-          f"morphing {tm_cpu / tm_gpu:.2f}x ({len(hs)} events, float64)")
+    print(
+        f"same model, CPU vs CUDA morph (float64): max |diff| = {diff:.2e} "
+        f"-> {'OK' if ok_apply else 'MISMATCH'}"
+    )
+    print(f"trained on CPU : AUC {auc_cpu:.3f} +- {sigma:.3f}, moved {move_cpu:.3f}, {t_cpu:.1f} s")
+    print(
+        f"trained on CUDA: AUC {auc_gpu:.3f} +- {sigma:.3f}, moved {move_gpu:.3f}, "
+        f"{t_gpu:.1f} s -> {'OK' if ok_train else 'MISMATCH'}"
+    )
+    print(
+        f"speed-up CUDA/CPU: training {t_cpu / t_gpu:.2f}x (batch {args.batch}), "
+        f"morphing {tm_cpu / tm_gpu:.2f}x ({len(hs)} events, float64)"
+    )
     return 0 if ok_apply and ok_train else 1
 
 

@@ -65,8 +65,13 @@ SCALING: dict[str, Any] = {
     "tau21_j2": {"kind": "logit", "low": 0.0, "high": 1.0},
     "delta_r": "standard",
 }
-PAPER = {"base transfer": 0.69, "F4F": 0.31, "F4F + L1": 0.22, "F4F + identity init": 0.30,
-         "random pairing": 2.58}
+PAPER = {
+    "base transfer": 0.69,
+    "F4F": 0.31,
+    "F4F + L1": 0.22,
+    "F4F + identity init": 0.30,
+    "random pairing": 2.58,
+}
 SEEDS = {"train_sim": 1, "train_data": 2, "eval_sim": 11, "eval_data": 12}
 
 
@@ -101,22 +106,34 @@ class Settings:
     seed: int = 0
 
     def train_config(self, epochs: int) -> TrainConfig:
-        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, patience=None,
-                           progress=False, num_threads=1, seed=self.seed, device="cpu")
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            patience=None,
+            progress=False,
+            num_threads=1,
+            seed=self.seed,
+            device="cpu",
+        )
 
 
 PRESETS: dict[str, Settings] = {
     "quick": Settings(
-        n_train=40_000, n_eval=60_000,
+        n_train=40_000,
+        n_eval=60_000,
         density=FlowConfig(layers=2, hidden=32, blocks=1),
         flow=FlowConfig(layers=2, hidden=32, blocks=1),
-        density_epochs=6, morph_epochs=5,
+        density_epochs=6,
+        morph_epochs=5,
     ),
     "default": Settings(
-        n_train=120_000, n_eval=150_000,
+        n_train=120_000,
+        n_eval=150_000,
         density=FlowConfig(layers=4, hidden=64, blocks=2),
         flow=FlowConfig(layers=4, hidden=64, blocks=2),
-        density_epochs=12, morph_epochs=8,
+        density_epochs=12,
+        morph_epochs=8,
     ),
 }
 
@@ -146,16 +163,20 @@ def make_data(s: Settings) -> dict[str, dict[str, np.ndarray]]:
     """Sideband training events and held-out SR / SB events of both kinds (seeded)."""
     names = [*s.features, "mjj"]
     out = {}
-    for key, n in (("train_sim", s.n_train), ("train_data", s.n_train),
-                   ("eval_sim", s.n_eval), ("eval_data", s.n_eval)):
+    for key, n in (
+        ("train_sim", s.n_train),
+        ("train_data", s.n_train),
+        ("eval_sim", s.n_eval),
+        ("eval_data", s.n_eval),
+    ):
         ev = datasets.dijet(n, kind="sim" if key.endswith("sim") else "data", seed=SEEDS[key])
         if key.startswith("train"):
             out[key] = _columns(ev[datasets.in_bands(ev.mjj, datasets.SIDEBANDS)], names)
         else:
-            out[key + "_sr"] = _columns(ev[datasets.in_bands(ev.mjj, datasets.SIGNAL_REGION)],
-                                        names)
-            out[key + "_sb"] = _columns(ev[datasets.in_bands(ev.mjj, datasets.SIDEBANDS)],
-                                        names)
+            out[key + "_sr"] = _columns(
+                ev[datasets.in_bands(ev.mjj, datasets.SIGNAL_REGION)], names
+            )
+            out[key + "_sb"] = _columns(ev[datasets.in_bands(ev.mjj, datasets.SIDEBANDS)], names)
     return out
 
 
@@ -176,9 +197,17 @@ def evaluate(m: f4f.Morpher, data, s: Settings, name: str, seconds: float | None
     sb = data["eval_sim_sb"]
     y_sb = m.morph(_matrix(sb, feats), condition=sb["mjj"])
     auc_sb, sig_sb = c2st_auc(y_sb, _matrix(data["eval_data_sb"], feats))
-    return Row(name=name, dist_mean=float(d.mean()), dist_std=float(d.std()),
-               ratio=float(transport_ratio(zx, zy)), auc_sr=auc_sr, sigma_sr=sig_sr,
-               auc_sb=auc_sb, sigma_sb=sig_sb, seconds=seconds)
+    return Row(
+        name=name,
+        dist_mean=float(d.mean()),
+        dist_std=float(d.std()),
+        ratio=float(transport_ratio(zx, zy)),
+        auc_sr=auc_sr,
+        sigma_sr=sig_sr,
+        auc_sb=auc_sb,
+        sigma_sb=sig_sb,
+        seconds=seconds,
+    )
 
 
 def reference_rows(m: f4f.Morpher, data, s: Settings) -> list[Row]:
@@ -186,16 +215,23 @@ def reference_rows(m: f4f.Morpher, data, s: Settings) -> list[Row]:
     feats = list(s.features)
     xs, xd = _matrix(data["eval_sim_sr"], feats), _matrix(data["eval_data_sr"], feats)
     auc_sr, sig_sr = c2st_auc(xs, xd)
-    auc_sb, sig_sb = c2st_auc(_matrix(data["eval_sim_sb"], feats),
-                              _matrix(data["eval_data_sb"], feats))
-    none = Row(name="no morph (sim vs data)", dist_mean=0.0, dist_std=0.0, auc_sr=auc_sr,
-               sigma_sr=sig_sr, auc_sb=auc_sb, sigma_sb=sig_sb)
+    auc_sb, sig_sb = c2st_auc(
+        _matrix(data["eval_sim_sb"], feats), _matrix(data["eval_data_sb"], feats)
+    )
+    none = Row(
+        name="no morph (sim vs data)",
+        dist_mean=0.0,
+        dist_std=0.0,
+        auc_sr=auc_sr,
+        sigma_sr=sig_sr,
+        auc_sb=auc_sb,
+        sigma_sb=sig_sb,
+    )
     rng = np.random.default_rng(s.seed)
     n = min(len(xs), len(xd))
     pair = xd[rng.choice(len(xd), size=n, replace=False)]
     d = distance_moved(m.scaler.forward(xs[:n]), m.scaler.forward(pair))
-    return [none, Row(name="random pairing", dist_mean=float(d.mean()),
-                      dist_std=float(d.std()))]
+    return [none, Row(name="random pairing", dist_mean=float(d.mean()), dist_std=float(d.std()))]
 
 
 # ----------------------------------------------------------------------------- variants
@@ -219,15 +255,23 @@ def train_variant(name: str, s: Settings, density_dir: str) -> Row:
         kwargs["penalty_weight"] = s.l1_weight
     t0 = time.perf_counter()
     m = f4f.fit_morpher(
-        data["train_sim"], data["train_data"], features=list(s.features), condition="mjj",
-        scaling={k: v for k, v in SCALING.items() if k in s.features}, flow=s.flow,
-        train=s.train_config(s.morph_epochs), source_density=shared.source_density,
-        target_density=shared.target_density, **kwargs,
+        data["train_sim"],
+        data["train_data"],
+        features=list(s.features),
+        condition="mjj",
+        scaling={k: v for k, v in SCALING.items() if k in s.features},
+        flow=s.flow,
+        train=s.train_config(s.morph_epochs),
+        source_density=shared.source_density,
+        target_density=shared.target_density,
+        **kwargs,
     )
     seconds = time.perf_counter() - t0
     row = evaluate(m, data, s, name, seconds)
-    row.extra = {"best_epoch": m.history["morph"]["best_epoch"],
-                 "val_loss": m.history["morph"]["val_loss"][-1]}
+    row.extra = {
+        "best_epoch": m.history["morph"]["best_epoch"],
+        "val_loss": m.history["morph"]["val_loss"][-1],
+    }
     return row
 
 
@@ -237,22 +281,28 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def table(rows: list[Row], s: Settings) -> str:
-    head = (f"{'variant':<26} {'distance moved':>16} {'paper':>6} {'R':>5} "
-            f"{'AUC SR':>16} {'AUC SB':>16} {'train s':>8}")
+    head = (
+        f"{'variant':<26} {'distance moved':>16} {'paper':>6} {'R':>5} "
+        f"{'AUC SR':>16} {'AUC SB':>16} {'train s':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         dist = "-" if r.dist_mean is None else f"{r.dist_mean:.3f} +- {r.dist_std:.3f}"
         auc_sr = "-" if r.auc_sr is None else f"{r.auc_sr:.4f} +- {r.sigma_sr:.4f}"
         auc_sb = "-" if r.auc_sb is None else f"{r.auc_sb:.4f} +- {r.sigma_sb:.4f}"
         paper = PAPER.get(r.name)
-        lines.append(f"{r.name:<26} {dist:>16} {_fmt(paper, '.2f'):>6} "
-                     f"{_fmt(r.ratio, '.2f'):>5} {auc_sr:>16} {auc_sb:>16} "
-                     f"{_fmt(r.seconds, '.0f'):>8}")
+        lines.append(
+            f"{r.name:<26} {dist:>16} {_fmt(paper, '.2f'):>6} "
+            f"{_fmt(r.ratio, '.2f'):>5} {auc_sr:>16} {auc_sb:>16} "
+            f"{_fmt(r.seconds, '.0f'):>8}"
+        )
     lines.append("")
-    lines.append("distance: mean +- std of |T(x) - x| over held-out SR sim events in the morph's "
-                 "scaled space; R: transport ratio (1 = optimal on its own endpoints); AUC: C2ST "
-                 "+- null sigma, morphed sim vs data (held out), signal region / sidebands; "
-                 f"L1 weight {s.l1_weight}")
+    lines.append(
+        "distance: mean +- std of |T(x) - x| over held-out SR sim events in the morph's "
+        "scaled space; R: transport ratio (1 = optimal on its own endpoints); AUC: C2ST "
+        "+- null sigma, morphed sim vs data (held out), signal region / sidebands; "
+        f"L1 weight {s.l1_weight}"
+    )
     return "\n".join(lines)
 
 
@@ -270,9 +320,17 @@ def main(argv: list[str] | None = None) -> list[Row]:
     args = p.parse_args(argv)
 
     s = PRESETS["quick" if args.quick else "default"]
-    changes = {k: v for k, v in {
-        "n_train": args.n_train, "n_eval": args.n_eval, "density_epochs": args.density_epochs,
-        "morph_epochs": args.morph_epochs, "l1_weight": args.l1_weight}.items() if v is not None}
+    changes = {
+        k: v
+        for k, v in {
+            "n_train": args.n_train,
+            "n_eval": args.n_eval,
+            "density_epochs": args.density_epochs,
+            "morph_epochs": args.morph_epochs,
+            "l1_weight": args.l1_weight,
+        }.items()
+        if v is not None
+    }
     if args.delta_r:
         changes["features"] = (*FEATURES, "delta_r")
     s = dataclasses.replace(s, **changes)
@@ -283,16 +341,24 @@ def main(argv: list[str] | None = None) -> list[Row]:
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     data = make_data(s)
-    print(f"training events in the sidebands: sim {len(data['train_sim']['mjj'])}, data "
-          f"{len(data['train_data']['mjj'])}; held out: SR {len(data['eval_sim_sr']['mjj'])} / "
-          f"{len(data['eval_data_sr']['mjj'])}, SB {len(data['eval_sim_sb']['mjj'])} / "
-          f"{len(data['eval_data_sb']['mjj'])}", flush=True)
+    print(
+        f"training events in the sidebands: sim {len(data['train_sim']['mjj'])}, data "
+        f"{len(data['train_data']['mjj'])}; held out: SR {len(data['eval_sim_sr']['mjj'])} / "
+        f"{len(data['eval_data_sr']['mjj'])}, SB {len(data['eval_sim_sb']['mjj'])} / "
+        f"{len(data['eval_data_sb']['mjj'])}",
+        flush=True,
+    )
 
     t0 = time.perf_counter()
     base = f4f.fit_morpher(
-        data["train_sim"], data["train_data"], features=list(s.features), condition="mjj",
-        variant="base_transfer", scaling={k: v for k, v in SCALING.items() if k in s.features},
-        density=s.density, train=s.train_config(s.density_epochs),
+        data["train_sim"],
+        data["train_data"],
+        features=list(s.features),
+        condition="mjj",
+        variant="base_transfer",
+        scaling={k: v for k, v in SCALING.items() if k in s.features},
+        density=s.density,
+        train=s.train_config(s.density_epochs),
     )
     t_dens = time.perf_counter() - t0
     print(f"densities trained in {t_dens:.0f} s", flush=True)
@@ -302,8 +368,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
         names = list(VARIANTS)
         ctx = mp.get_context("spawn")  # no fork after torch has started threads
         with ProcessPoolExecutor(max_workers=max(1, args.workers), mp_context=ctx) as pool:
-            futures = {n: pool.submit(train_variant, n, s, str(Path(tmp) / "densities"))
-                       for n in names}
+            futures = {
+                n: pool.submit(train_variant, n, s, str(Path(tmp) / "densities")) for n in names
+            }
             rows = [evaluate(base, data, s, "base transfer", t_dens)]
             rows += reference_rows(base, data, s)
             trained = {}
@@ -315,8 +382,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print(table(rows, s))
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"settings": str(s), "rows": [asdict(r) for r in rows]},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"settings": str(s), "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+        )
     return rows
 
 

@@ -94,7 +94,8 @@ def main() -> None:
         for bs in (128, default_bs):
             rows[(f"density training, batch {bs}", threads)] = density_training(bs, steps)
             rows[(f"morph training (bidirectional), batch {bs}", threads)] = morph_training(
-                bs, steps)
+                bs, steps
+            )
         for dtype in (torch.float64, torch.float32):
             name = str(dtype).replace("torch.", "")
             rows[(f"morph source->target, {name}", threads)] = morphing(n_apply, dtype, False)
@@ -108,14 +109,24 @@ def main() -> None:
         print(f"{name:<48} {one:>10.0f} {two:>10.0f} {two / one:>7.2f}")
     print("\nratios (1 thread):")
     r = {k[0]: v for k, v in rows.items() if k[1] == 1}
-    print(f"  density training batch {default_bs} / batch 128: "
-          f"{r[f'density training, batch {default_bs}'] / r['density training, batch 128']:.2f}")
-    print(f"  morph training / density training (batch {default_bs}): "
-          f"{r[f'morph training (bidirectional), batch {default_bs}'] / r[f'density training, batch {default_bs}']:.2f}")  # noqa: E501
-    print(f"  inverse / morph (float64): "
-          f"{r['inverse target->source, float64'] / r['morph source->target, float64']:.2f}")
-    print(f"  float32 / float64 morphing: "
-          f"{r['morph source->target, float32'] / r['morph source->target, float64']:.2f}")
+    density_default = r[f"density training, batch {default_bs}"]
+    morph_default = r[f"morph training (bidirectional), batch {default_bs}"]
+    print(
+        f"  density training batch {default_bs} / batch 128: "
+        f"{density_default / r['density training, batch 128']:.2f}"
+    )
+    print(
+        f"  morph training / density training (batch {default_bs}): "
+        f"{morph_default / density_default:.2f}"
+    )
+    print(
+        f"  inverse / morph (float64): "
+        f"{r['inverse target->source, float64'] / r['morph source->target, float64']:.2f}"
+    )
+    print(
+        f"  float32 / float64 morphing: "
+        f"{r['morph source->target, float32'] / r['morph source->target, float64']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -89,30 +89,22 @@ def build_layers(
         raise ValueError(f"a flow needs at least one feature, got dim={dim}")
     if cfg.kind == "coupling" and dim < 2:
         raise ValueError("coupling flows need at least 2 features; use kind='autoregressive'")
-    ctx = context_dim or None
+    shared = {
+        "num_context_channels": context_dim or None,
+        "num_bins": cfg.bins,
+        "tail_bound": cfg.tail_bound,
+        "dropout_probability": cfg.dropout,
+    }
     layers: list[nf.flows.Flow] = []
     for i in range(cfg.layers):
+        layer: nf.flows.Flow
         if cfg.kind == "autoregressive":
             layer = nf.flows.AutoregressiveRationalQuadraticSpline(
-                dim,
-                cfg.blocks,
-                cfg.hidden,
-                num_context_channels=ctx,
-                num_bins=cfg.bins,
-                tail_bound=cfg.tail_bound,
-                dropout_probability=cfg.dropout,
-                init_identity=identity_init,
+                dim, cfg.blocks, cfg.hidden, init_identity=identity_init, **shared
             )
         else:
             layer = nf.flows.CoupledRationalQuadraticSpline(
-                dim,
-                cfg.blocks,
-                cfg.hidden,
-                num_context_channels=ctx,
-                num_bins=cfg.bins,
-                tail_bound=cfg.tail_bound,
-                dropout_probability=cfg.dropout,
-                reverse_mask=bool(i % 2),
+                dim, cfg.blocks, cfg.hidden, reverse_mask=bool(i % 2), **shared
             )
             if identity_init:
                 _zero_last_layer(layer.prqct.transform_net.final_layer)

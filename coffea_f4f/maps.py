@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from normflows.nets.made import MaskedLinear
 from torch import nn
 
 from . import flows
@@ -31,6 +32,7 @@ __all__ = [
     "BaseTransferMap",
     "ConditionMap",
     "FlowMap",
+    "MorphMap",
     "architecture_buffers",
     "build_map",
 ]
@@ -38,34 +40,43 @@ __all__ = [
 MAP_KINDS = ("flow", "base_transfer", "condition")
 
 Result = tuple[torch.Tensor, torch.Tensor]
+Ctx = torch.Tensor | None
 
 
-class FlowMap(nn.Module):
-    """Source -> target = the morph flow's data -> base direction."""
+class MorphMap(nn.Module):
+    """The interface of every map: ``forward`` (source -> target) and ``inverse``, each
+    ``(z, context, target_context) -> (values, log|det J|)``."""
 
-    def __init__(self, layers: Sequence[nn.Module], context_dim: int = 0) -> None:
+    def forward(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
+        raise NotImplementedError
+
+    def inverse(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
+        raise NotImplementedError
+
+
+class _LayerMap(MorphMap):
+    """A map made of one stack of flow layers (``self.flows``, as normflows names it)."""
+
+    def __init__(self, layers: Sequence[nn.Module], context_dim: int) -> None:
         super().__init__()
         self.flows = nn.ModuleList(layers)
         self.context_dim = context_dim
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        context: torch.Tensor | None = None,
-        target_context: torch.Tensor | None = None,
-    ) -> Result:
+
+class FlowMap(_LayerMap):
+    """Source -> target = the morph flow's data -> base direction."""
+
+    def __init__(self, layers: Sequence[nn.Module], context_dim: int = 0) -> None:
+        super().__init__(layers, context_dim)
+
+    def forward(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
         return flows.to_base(self, z, context)
 
-    def inverse(
-        self,
-        z: torch.Tensor,
-        context: torch.Tensor | None = None,
-        target_context: torch.Tensor | None = None,
-    ) -> Result:
+    def inverse(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
         return flows.from_base(self, z, context)
 
 
-class BaseTransferMap(nn.Module):
+class BaseTransferMap(MorphMap):
     """Source -> latent (source density flow) -> target (target density flow).
 
     The context arrives in the source density's condition scaling; when the target density
@@ -85,41 +96,24 @@ class BaseTransferMap(nn.Module):
             None if context_bridge is None else flows.ScalingBridge.between(*context_bridge)
         )
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        context: torch.Tensor | None = None,
-        target_context: torch.Tensor | None = None,
-    ) -> Result:
+    def forward(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
         u, ld1 = flows.to_base(self.source, z, context)
         y, ld2 = flows.from_base(self.target, u, flows.bridged(self.bridge, context))
         return y, ld1 + ld2
 
-    def inverse(
-        self,
-        z: torch.Tensor,
-        context: torch.Tensor | None = None,
-        target_context: torch.Tensor | None = None,
-    ) -> Result:
+    def inverse(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
         u, ld1 = flows.to_base(self.target, z, flows.bridged(self.bridge, context))
         x, ld2 = flows.from_base(self.source, u, context)
         return x, ld1 + ld2
 
 
-class ConditionMap(nn.Module):
+class ConditionMap(_LayerMap):
     """``T(x; a -> b) = g^-1(g(x; a); b)`` with one conditional flow ``g``."""
 
     def __init__(self, layers: Sequence[nn.Module], context_dim: int = 1) -> None:
-        super().__init__()
-        self.flows = nn.ModuleList(layers)
-        self.context_dim = context_dim
+        super().__init__(layers, context_dim)
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        context: torch.Tensor | None = None,
-        target_context: torch.Tensor | None = None,
-    ) -> Result:
+    def forward(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
         if context is None or target_context is None:
             raise ValueError("a condition morph needs condition= and target_condition=")
         u, ld1 = flows.to_base(self, z, context)
@@ -130,16 +124,11 @@ class ConditionMap(nn.Module):
             ld1, ld2 = torch.where(same, 0.0, ld1), torch.where(same, 0.0, ld2)
         return y, ld1 + ld2
 
-    def inverse(
-        self,
-        z: torch.Tensor,
-        context: torch.Tensor | None = None,
-        target_context: torch.Tensor | None = None,
-    ) -> Result:
+    def inverse(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
         return self.forward(z, target_context, context)
 
 
-def build_map(spec: Mapping[str, Any], *, identity_init: bool = False) -> nn.Module:
+def build_map(spec: Mapping[str, Any], *, identity_init: bool = False) -> MorphMap:
     """Build the torch module of a morph from its JSON spec (weights not loaded).
 
     Raises:
@@ -175,7 +164,7 @@ def architecture_buffers(module: nn.Module) -> set[str]:
     masks and degrees): a rebuilt map has them, so a compact payload can leave them out."""
     names = set()
     for prefix, sub in module.named_modules():
-        if type(sub).__name__ == "MaskedLinear":
+        if isinstance(sub, MaskedLinear):
             for buf in ("mask", "degrees"):
                 if hasattr(sub, buf):
                     names.add(f"{prefix}.{buf}" if prefix else buf)

@@ -157,7 +157,7 @@ class MorphTransform:
 
     def __init__(
         self,
-        model: Any,
+        model: Morpher | str | os.PathLike[str],
         *,
         inputs: Mapping[str, ColumnSpec],
         condition: ColumnSpec | None = None,

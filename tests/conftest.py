@@ -38,8 +38,12 @@ def tiny_morpher():
 
     torch.set_num_threads(1)
     return fit_morpher(
-        {"x": a[:, 0], "y": a[:, 1]}, {"x": b[:, 0], "y": b[:, 1]}, features=["x", "y"],
-        flow=TINY, density=TINY, train=QUICK,
+        {"x": a[:, 0], "y": a[:, 1]},
+        {"x": b[:, 0], "y": b[:, 1]},
+        features=["x", "y"],
+        flow=TINY,
+        density=TINY,
+        train=QUICK,
     )
 
 
@@ -55,6 +59,11 @@ def tiny_conditional_morpher():
 
     torch.set_num_threads(1)
     return fit_morpher(
-        {"x": a[:, 0], "y": a[:, 1], "c": c}, {"x": b[:, 0], "y": b[:, 1], "c": c},
-        features=["x", "y"], condition="c", flow=TINY, density=TINY, train=QUICK,
+        {"x": a[:, 0], "y": a[:, 1], "c": c},
+        {"x": b[:, 0], "y": b[:, 1], "c": c},
+        features=["x", "y"],
+        condition="c",
+        flow=TINY,
+        density=TINY,
+        train=QUICK,
     )

@@ -47,8 +47,9 @@ def _fatjets(rng: np.random.Generator, n_events: int, max_fatjets: int, mass_shi
     mass = np.where(
         kind < 0.25,
         rng.normal(80.0 + mass_shift, 8.0, n),
-        np.where(kind < 0.4, rng.normal(172.0 + mass_shift, 12.0, n),
-                 rng.gamma(2.0, 25.0, n) + 10.0),
+        np.where(
+            kind < 0.4, rng.normal(172.0 + mass_shift, 12.0, n), rng.gamma(2.0, 25.0, n) + 10.0
+        ),
     )
     mass = np.clip(mass, 5.0, None)
     msoftdrop = mass * rng.uniform(0.55, 1.0, n)
@@ -58,14 +59,31 @@ def _fatjets(rng: np.random.Generator, n_events: int, max_fatjets: int, mass_shi
     jet_id = rng.choice(np.array([2, 6], dtype=np.int32), n)
     # zero, one or two subjets per fat jet; global numbering is done per event below
     n_sub = rng.choice(np.array([0, 1, 2]), n, p=[0.1, 0.2, 0.7])
-    return counts, {
-        "pt": pt, "eta": eta, "phi": phi, "mass": mass, "msoftdrop": msoftdrop, "tau1": tau1,
-        "tau2": tau2, "tau3": tau3, "jetId": jet_id,
-    }, n_sub, event_of
+    return (
+        counts,
+        {
+            "pt": pt,
+            "eta": eta,
+            "phi": phi,
+            "mass": mass,
+            "msoftdrop": msoftdrop,
+            "tau1": tau1,
+            "tau2": tau2,
+            "tau3": tau3,
+            "jetId": jet_id,
+        },
+        n_sub,
+        event_of,
+    )
 
 
-def _subjets(rng: np.random.Generator, n_events: int, fj: dict[str, np.ndarray],
-             n_sub: np.ndarray, event_of: np.ndarray):
+def _subjets(
+    rng: np.random.Generator,
+    n_events: int,
+    fj: dict[str, np.ndarray],
+    n_sub: np.ndarray,
+    event_of: np.ndarray,
+):
     sub_counts = np.bincount(event_of, weights=n_sub, minlength=n_events).astype(np.int64)
     # local index of the first subjet of each fat jet within its event
     starts_global = np.cumsum(n_sub) - n_sub
@@ -157,5 +175,5 @@ def write_nanoaod(
             field_name=lambda outer, inner: f"{outer}_{inner}",
         )
         for start in range(0, n_events, _BASKET):  # several baskets, as real files have
-            f["Events"].extend({k: v[start:start + _BASKET] for k, v in data.items()})
+            f["Events"].extend({k: v[start : start + _BASKET] for k, v in data.items()})
     return path

@@ -19,8 +19,7 @@ def parameters_cell(nb: Any) -> Any:
     return cells[0]
 
 
-def run(name: str, workdir: Path, *, source: str, replace: bool = False,
-        timeout: int = 240) -> Any:
+def run(name: str, workdir: Path, *, source: str, replace: bool = False, timeout: int = 240) -> Any:
     """Execute ``tutorials/<name>`` in ``workdir`` after changing its parameters cell.
 
     ``source`` is appended to the parameters cell (or replaces it with ``replace=True``).
@@ -29,8 +28,9 @@ def run(name: str, workdir: Path, *, source: str, replace: bool = False,
     nb = nbformat.read(TUTORIALS / name, as_version=4)
     cell = parameters_cell(nb)
     cell.source = source if replace else cell.source + "\n" + source
-    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
     return nb
 
 
@@ -47,12 +47,14 @@ def outputs_text(nb: Any) -> str:
 
 def image_count(nb: Any) -> int:
     """Number of PNG images the executed notebook displayed."""
-    return sum("image/png" in out.get("data", {}) for cell in nb.cells
-               for out in cell.get("outputs", []))
+    return sum(
+        "image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])
+    )
 
 
 def has_no_outputs(name: str) -> bool:
     """True when the committed notebook carries no outputs or execution counts."""
     nb = nbformat.read(TUTORIALS / name, as_version=4)
-    return all(not c.outputs and c.execution_count is None for c in nb.cells
-               if c.cell_type == "code")
+    return all(
+        not c.outputs and c.execution_count is None for c in nb.cells if c.cell_type == "code"
+    )

@@ -12,15 +12,17 @@ from coffea_f4f.columns import (
 
 
 def records():
-    return ak.Array({
-        "mjj": [3000.0, 3500.0, 4000.0],
-        "mj1": [100.0, 120.0, 90.0],
-        "FatJet": [
-            {"msoftdrop": [50.0, 60.0], "tau21": [0.5, 0.4]},
-            {"msoftdrop": [], "tau21": []},
-            {"msoftdrop": [80.0], "tau21": [0.3]},
-        ],
-    })
+    return ak.Array(
+        {
+            "mjj": [3000.0, 3500.0, 4000.0],
+            "mj1": [100.0, 120.0, 90.0],
+            "FatJet": [
+                {"msoftdrop": [50.0, 60.0], "tau21": [0.5, 0.4]},
+                {"msoftdrop": [], "tau21": []},
+                {"msoftdrop": [80.0], "tau21": [0.3]},
+            ],
+        }
+    )
 
 
 def test_flat_records_to_matrix_and_back_keeps_other_fields():
@@ -51,7 +53,8 @@ def test_missing_column_names_close_matches():
     with pytest.raises(MissingColumnError) as err:
         to_matrix(records(), ["mj2"])
     assert isinstance(err.value, KeyError)
-    assert "'mj1'" in str(err.value) and "Did you mean" in str(err.value)
+    assert "'mj1'" in str(err.value)
+    assert "Did you mean" in str(err.value)
     with pytest.raises(MissingColumnError, match="msoftdrop"):
         to_matrix(records(), ["FatJet.msoftdrp"])
     with pytest.raises(MissingColumnError, match="'b'"):
@@ -111,8 +114,7 @@ def test_tuple_and_dotted_paths_are_the_same_column():
 
 
 def test_misspelt_collection_suggests_the_repaired_path_stably():
-    data = ak.Array({"Jet": [{"pt": [1.0], "eta": [0.1]}], "FatJet": [{"pt": [2.0]}],
-                     "nJet": [1]})
+    data = ak.Array({"Jet": [{"pt": [1.0], "eta": [0.1]}], "FatJet": [{"pt": [2.0]}], "nJet": [1]})
     messages = set()
     for _ in range(3):
         with pytest.raises(MissingColumnError) as err:
@@ -148,7 +150,7 @@ def test_dataframe_is_read_by_column_name_and_morph_returns_a_dataframe(tiny_mor
 def test_flat_condition_is_per_event_even_when_objects_equal_events():
     # 3 events, 3 objects: [2, 0, 1] objects; a length guess cannot tell the two apart
     data = ak.Array({"Jet": [{"pt": [1.0, 2.0]}, {"pt": []}, {"pt": [3.0]}]})
-    x, layout = to_matrix(data, ["Jet.pt"])
+    _, layout = to_matrix(data, ["Jet.pt"])
     assert layout.n_rows == layout.n_events == 3
     per_event = np.array([10.0, 20.0, 30.0])
     c = condition_matrix(data, per_event, ["rho"], layout)
@@ -196,19 +198,31 @@ def test_fit_density_on_jagged_features_with_event_level_condition():
     counts = rng.integers(0, 4, 300)
     n_obj = int(counts.sum())
     rho = rng.uniform(10, 40, 300)
-    events = ak.Array({
-        "Jet": ak.unflatten(ak.Array({"pt": rng.exponential(30, n_obj) + 20,
-                                      "eta": rng.normal(size=n_obj)}), counts),
-        "fixedGridRhoFastjetAll": rho,
-    })
-    d = fit_density(events, features=["Jet.pt", "Jet.eta"], condition="fixedGridRhoFastjetAll",
-                    flow=TINY, train=QUICK)
+    events = ak.Array(
+        {
+            "Jet": ak.unflatten(
+                ak.Array({"pt": rng.exponential(30, n_obj) + 20, "eta": rng.normal(size=n_obj)}),
+                counts,
+            ),
+            "fixedGridRhoFastjetAll": rho,
+        }
+    )
+    d = fit_density(
+        events,
+        features=["Jet.pt", "Jet.eta"],
+        condition="fixedGridRhoFastjetAll",
+        flow=TINY,
+        train=QUICK,
+    )
     lp = d.log_prob(events)
-    assert lp.shape == (n_obj,) and np.isfinite(lp).all()
+    assert lp.shape == (n_obj,)
+    assert np.isfinite(lp).all()
     # the same numbers as the flattened objects with rho repeated per object
-    flat = {"Jet.pt": ak.to_numpy(ak.flatten(events.Jet.pt)),
-            "Jet.eta": ak.to_numpy(ak.flatten(events.Jet.eta)),
-            "fixedGridRhoFastjetAll": np.repeat(rho, counts)}
+    flat = {
+        "Jet.pt": ak.to_numpy(ak.flatten(events.Jet.pt)),
+        "Jet.eta": ak.to_numpy(ak.flatten(events.Jet.eta)),
+        "fixedGridRhoFastjetAll": np.repeat(rho, counts),
+    }
     np.testing.assert_allclose(d.log_prob(flat), lp, rtol=1e-12)
 
 
@@ -218,20 +232,25 @@ st = pytest.importorskip("hypothesis.strategies")
 
 
 @hypothesis.settings(max_examples=60, deadline=None)
-@hypothesis.given(counts=st.lists(st.integers(0, 4), min_size=0, max_size=12),
-                  seed=st.integers(0, 2**16))
+@hypothesis.given(
+    counts=st.lists(st.integers(0, 4), min_size=0, max_size=12), seed=st.integers(0, 2**16)
+)
 def test_jagged_round_trip_and_broadcast_follow_the_input_offsets(counts, seed):
     rng = np.random.default_rng(seed)
     n_obj, n_ev = sum(counts), len(counts)
-    jets = ak.unflatten(ak.Array({"pt": rng.normal(size=n_obj), "eta": rng.normal(size=n_obj)}),
-                        np.asarray(counts, dtype=np.int64))
+    jets = ak.unflatten(
+        ak.Array({"pt": rng.normal(size=n_obj), "eta": rng.normal(size=n_obj)}),
+        np.asarray(counts, dtype=np.int64),
+    )
     events = ak.zip({"Jet": jets, "rho": rng.normal(size=n_ev)}, depth_limit=1)
     x, layout = to_matrix(events, ["Jet.pt", "Jet.eta"])
-    assert x.shape == (n_obj, 2) and layout.n_events == n_ev
+    assert x.shape == (n_obj, 2)
+    assert layout.n_events == n_ev
     back = replace_fields(events, ["Jet.pt", "Jet.eta"], x, layout)
     assert ak.to_list(back.Jet.pt) == ak.to_list(events.Jet.pt)  # exact: no arithmetic
     assert ak.to_list(ak.num(back.Jet.eta)) == counts
     rho = condition_matrix(events, None, ["rho"], layout)[:, 0]
     np.testing.assert_array_equal(rho, np.repeat(ak.to_numpy(events.rho), counts))
-    np.testing.assert_array_equal(condition_matrix(events, ak.to_numpy(events.rho), ["rho"],
-                                                   layout)[:, 0], rho)
+    np.testing.assert_array_equal(
+        condition_matrix(events, ak.to_numpy(events.rho), ["rho"], layout)[:, 0], rho
+    )

@@ -27,8 +27,7 @@ from coffea_f4f.metrics import c2st_auc
 
 FEATURES = ["x1", "x2"]
 SMALL = FlowConfig(layers=3, hidden=32, blocks=1)
-TRAIN = TrainConfig(epochs=8, batch_size=256, lr=3e-3, patience=None, progress=False,
-                    num_threads=1)
+TRAIN = TrainConfig(epochs=8, batch_size=256, lr=3e-3, patience=None, progress=False, num_threads=1)
 N_TRAIN = 8000
 N_TEST = 4000
 
@@ -71,9 +70,15 @@ def gauss_morpher():
     rng = np.random.default_rng(0)
     cs, ct = rng.uniform(0, 1, N_TRAIN), rng.uniform(0, 1, N_TRAIN)
     torch.set_num_threads(1)
-    return f4f.fit_morpher(records(source_at(cs, rng), cs), records(target_at(ct, rng), ct),
-                           features=FEATURES, condition="c", flow=SMALL, density=SMALL,
-                           train=TRAIN)
+    return f4f.fit_morpher(
+        records(source_at(cs, rng), cs),
+        records(target_at(ct, rng), ct),
+        features=FEATURES,
+        condition="c",
+        flow=SMALL,
+        density=SMALL,
+        train=TRAIN,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +86,14 @@ def cond_morpher():
     rng = np.random.default_rng(1)
     c = rng.uniform(0, 1, N_TRAIN)
     torch.set_num_threads(1)
-    return f4f.fit_condition_morpher(records(target_at(c, rng), c), features=FEATURES,
-                                     condition="c", flow=SMALL, density=SMALL, train=TRAIN)
+    return f4f.fit_condition_morpher(
+        records(target_at(c, rng), c),
+        features=FEATURES,
+        condition="c",
+        flow=SMALL,
+        density=SMALL,
+        train=TRAIN,
+    )
 
 
 # ----------------------------------------------------------------------------- fit_morpher(c)
@@ -100,7 +111,7 @@ def test_conditional_gaussian_is_morphed_correctly_at_fixed_condition(gauss_morp
     C2ST AUC < 0.55 (sigma 0.0065 at 4000 vs 4000): measured 0.513-0.523 after, 0.65-0.75
     before.
     """
-    rng = np.random.default_rng(100 + int(round(10 * c)))
+    rng = np.random.default_rng(100 + round(10 * c))
     cc = np.full(N_TEST, c)
     x = source_at(cc, rng)
     ref = target_at(cc, rng)
@@ -116,8 +127,9 @@ def test_conditional_gaussian_is_morphed_correctly_at_fixed_condition(gauss_morp
     # the per-event condition array gives the same as the scalar; 50 rows vs the 4000 above:
     # another batch layout, whose matrix products may round differently (~1e-15 on other CPU
     # kernels), so to rounding, not bitwise
-    np.testing.assert_allclose(gauss_morpher.morph(x[:50], condition=cc[:50]), y[:50],
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        gauss_morpher.morph(x[:50], condition=cc[:50]), y[:50], rtol=1e-12, atol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------- condition morph
@@ -125,7 +137,8 @@ def test_condition_morpher_inverse_properties(cond_morpher):
     """``T(.; b, a)`` undoes ``T(.; a, b)`` (float64 round-off: measured ~5e-15; the map itself
     moves events by O(1)), ``inverse`` too, and ``T(.; a, a)`` is exactly the identity."""
     m = cond_morpher
-    assert m.between_conditions and m.variant == "condition"
+    assert m.between_conditions
+    assert m.variant == "condition"
     rng = np.random.default_rng(5)
     n = 500
     a = rng.uniform(0.05, 0.95, n)
@@ -133,14 +146,13 @@ def test_condition_morpher_inverse_properties(cond_morpher):
     x = target_at(a, rng)
     y = m.morph(x, condition=a, target_condition=b)
     assert np.abs(y - x).mean() > 0.1  # a real, non-trivial map
-    np.testing.assert_allclose(m.morph(y, condition=b, target_condition=a), x, rtol=0,
-                               atol=1e-9)
-    np.testing.assert_allclose(m.inverse(y, condition=a, target_condition=b), x, rtol=0,
-                               atol=1e-9)
+    np.testing.assert_allclose(m.morph(y, condition=b, target_condition=a), x, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(m.inverse(y, condition=a, target_condition=b), x, rtol=0, atol=1e-9)
     # scalar conditions and field names give the same map as per-event arrays
     ys = m.morph(x, condition=0.3, target_condition=0.7)
-    np.testing.assert_allclose(m.inverse(ys, condition=0.3, target_condition=0.7), x, rtol=0,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        m.inverse(ys, condition=0.3, target_condition=0.7), x, rtol=0, atol=1e-9
+    )
     out = m.morph({"x1": x[:, 0], "x2": x[:, 1], "c": a}, target_condition=b)
     np.testing.assert_array_equal(np.column_stack([out["x1"], out["x2"]]), y)
     np.testing.assert_array_equal(out["c"], a)  # the condition field is kept as it was
@@ -173,8 +185,9 @@ def test_condition_morpher_moves_events_to_the_other_condition(cond_morpher, a, 
 # ----------------------------------------------------------------------------- training range
 def _range_message(m, count: int, total: int) -> str:
     lo, hi = m.condition_range
-    return re.escape(f"{count} of {total} values are outside the training range "
-                     f"[{lo:.6g}, {hi:.6g}]")
+    return re.escape(
+        f"{count} of {total} values are outside the training range [{lo:.6g}, {hi:.6g}]"
+    )
 
 
 def test_conditions_outside_the_training_range_are_clamped_or_refused(gauss_morpher):
@@ -182,7 +195,9 @@ def test_conditions_outside_the_training_range_are_clamped_or_refused(gauss_morp
     "error": ValueError naming the count and the range."""
     m = gauss_morpher
     lo, hi = m.condition_range
-    assert 0 <= lo < 0.01 and 0.99 < hi <= 1  # min / max of the training conditions
+    # min / max of the training conditions
+    assert 0 <= lo < 0.01
+    assert 0.99 < hi <= 1
     assert m.condition_policy == "clamp"
     rng = np.random.default_rng(11)
     x = source_at(rng.uniform(0, 1, 40), rng)
@@ -218,8 +233,9 @@ def test_conditions_outside_the_training_range_are_clamped_or_refused(gauss_morp
         # row subset, so to rounding, not bitwise)
         inside = (c >= lo) & (c <= hi)
         assert inside.sum() == 37
-        np.testing.assert_allclose(m.morph(x[inside], condition=c[inside]), clamped[inside],
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            m.morph(x[inside], condition=c[inside]), clamped[inside], rtol=1e-12, atol=1e-12
+        )
     finally:
         m.condition_policy = "clamp"
 
@@ -234,8 +250,7 @@ def test_condition_morpher_clamps_both_conditions(cond_morpher):
     np.testing.assert_array_equal(y, m.morph(x, condition=lo, target_condition=hi))
     m.condition_policy = "error"
     try:
-        with pytest.raises(ValueError, match="target_condition 'c': " + _range_message(m, 30,
-                                                                                       30)):
+        with pytest.raises(ValueError, match="target_condition 'c': " + _range_message(m, 30, 30)):
             m.morph(x, condition=0.5, target_condition=7.0)
         with pytest.raises(ValueError, match=r"^condition 'c': " + _range_message(m, 30, 30)):
             m.inverse(x, condition=-3.0, target_condition=0.5)
@@ -268,7 +283,8 @@ def test_save_load_keeps_the_condition_handling(gauss_morpher, cond_morpher, tmp
     ):
         loaded = f4f.load(m.save(tmp_path / name))
         assert loaded.condition == m.condition == "c"
-        assert loaded.features == FEATURES and loaded.variant == m.variant
+        assert loaded.features == FEATURES
+        assert loaded.variant == m.variant
         assert loaded.between_conditions == m.between_conditions
         assert loaded.condition_scaler.to_dict() == m.condition_scaler.to_dict()
         assert loaded.condition_range == m.condition_range
@@ -313,11 +329,19 @@ def test_dijet_sideband_training_improves_the_signal_region():
     sim = sim[datasets.in_bands(sim.mjj, datasets.SIDEBANDS)]
     data = data[datasets.in_bands(data.mjj, datasets.SIDEBANDS)]
     cfg = FlowConfig(layers=2, hidden=32, blocks=1)
-    m = f4f.fit_morpher(sim, data, features=DIJET_FEATURES, condition="mjj",
-                        scaling=DIJET_SCALING, flow=cfg, density=cfg,
-                        train=TRAIN.replace(epochs=6))
+    m = f4f.fit_morpher(
+        sim,
+        data,
+        features=DIJET_FEATURES,
+        condition="mjj",
+        scaling=DIJET_SCALING,
+        flow=cfg,
+        density=cfg,
+        train=TRAIN.replace(epochs=6),
+    )
     lo, hi = m.condition_range
-    assert datasets.SIDEBANDS[0][0] <= lo and hi < datasets.SIDEBANDS[1][1]
+    assert datasets.SIDEBANDS[0][0] <= lo
+    assert hi < datasets.SIDEBANDS[1][1]
 
     hs = datasets.dijet(24000, kind="sim", seed=11)
     hd = datasets.dijet(24000, kind="data", seed=12)
@@ -330,7 +354,8 @@ def test_dijet_sideband_training_improves_the_signal_region():
     before, sigma = c2st_auc(_matrix(hs), _matrix(hd))
     after, _ = c2st_auc(_matrix(morphed), _matrix(hd))
     assert before > 0.55, (before, sigma)
-    assert after < 0.545 and after < before - 0.03, (before, after, sigma)
+    assert after < 0.545, (before, after, sigma)
+    assert after < before - 0.03, (before, after, sigma)
 
 
 def test_condition_policy_is_validated_and_saved(tiny_conditional_morpher, tmp_path):
@@ -351,14 +376,30 @@ def test_base_transfer_with_separately_trained_conditional_densities():
     c_s, c_t = rng.uniform(0, 1, 3000), rng.uniform(0.2, 1.2, 3000)
     small = FlowConfig(layers=2, hidden=16)
     quick = TrainConfig(epochs=3, progress=False, num_threads=1)
-    q_s = f4f.fit_density(records(source_at(c_s, rng), c_s), features=["x1", "x2"],
-                          condition="c", flow=small, train=quick)
-    q_t = f4f.fit_density(records(target_at(c_t, rng), c_t), features=["x1", "x2"],
-                          condition="c", flow=small, train=quick)
+    q_s = f4f.fit_density(
+        records(source_at(c_s, rng), c_s),
+        features=["x1", "x2"],
+        condition="c",
+        flow=small,
+        train=quick,
+    )
+    q_t = f4f.fit_density(
+        records(target_at(c_t, rng), c_t),
+        features=["x1", "x2"],
+        condition="c",
+        flow=small,
+        train=quick,
+    )
     assert not q_s.condition_scaler.same_as(q_t.condition_scaler)
-    m = f4f.fit_morpher(records(source_at(c_s, rng), c_s), records(target_at(c_t, rng), c_t),
-                        features=["x1", "x2"], condition="c", variant="base_transfer",
-                        source_density=q_s, target_density=q_t)
+    m = f4f.fit_morpher(
+        records(source_at(c_s, rng), c_s),
+        records(target_at(c_t, rng), c_t),
+        features=["x1", "x2"],
+        condition="c",
+        variant="base_transfer",
+        source_density=q_s,
+        target_density=q_t,
+    )
     c = np.full(2000, 0.6)
     x = source_at(c, rng)
     # the same as decoding by hand with the target density at the same physical condition
@@ -366,6 +407,7 @@ def test_base_transfer_with_separately_trained_conditional_densities():
     import torch
 
     from coffea_f4f import flows
+
     with torch.no_grad():
         cs = torch.as_tensor(q_s.condition_scaler.forward(c[:, None]), dtype=torch.float32)
         ct = torch.as_tensor(q_t.condition_scaler.forward(c[:, None]), dtype=torch.float32)

@@ -43,5 +43,5 @@ def test_from_dict_rejects_unknown_keys():
 
 def test_replace_validates():
     assert FlowConfig().replace(layers=3).layers == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"bins=0: must be an integer >= 1"):
         FlowConfig().replace(bins=0)

@@ -89,7 +89,7 @@ def test_toy_unknown_name_lists_valid_names_and_suggests():
         datasets.toy("four_circles", 10)
     with pytest.raises(ValueError, match="checkerboard"):
         datasets.toy("no-such-shape", 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown toy name None"):
         datasets.toy(None, 10)  # type: ignore[arg-type]
 
 
@@ -146,7 +146,8 @@ def test_fourcircles_are_four_rings():
 
 def test_checkerboard_occupies_alternating_squares():
     x = datasets.toy("checkerboard", 20_000, seed=3)
-    assert x.min() >= -4.0 and x.max() <= 4.0
+    assert x.min() >= -4.0
+    assert x.max() <= 4.0
     cell = np.floor((x + 4.0) / 2.0).astype(int)
     cell = np.clip(cell, 0, 3)
     assert np.all((cell[:, 0] + cell[:, 1]) % 2 == 0)
@@ -430,7 +431,8 @@ def test_band_constants_and_in_bands():
     lo, hi = datasets.SIGNAL_REGION
     (sb1_lo, sb1_hi), (sb2_lo, sb2_hi) = datasets.SIDEBANDS
     assert (lo, hi) == (3300.0, 3700.0)
-    assert sb1_hi == lo and sb2_lo == hi
+    assert sb1_hi == lo
+    assert sb2_lo == hi
     assert (sb1_lo, sb2_hi) == (2900.0, 4100.0)
     mjj = np.array([2899.0, 2900.0, 3299.9, 3300.0, 3500.0, 3700.0, 4099.0, 4100.0])
     np.testing.assert_array_equal(
@@ -474,16 +476,19 @@ def test_dijet_fatjets_are_consistent_with_the_event_record():
     p4 = ak.zip({k: fj[k] for k in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D")
     mjj = ak.to_numpy((p4[:, 0] + p4[:, 1]).mass)
     np.testing.assert_allclose(mjj, ak.to_numpy(events.mjj), rtol=1e-9)
-    np.testing.assert_allclose(ak.to_numpy(p4[:, 0].deltaR(p4[:, 1])),
-                               ak.to_numpy(events.delta_r), rtol=1e-9)
+    np.testing.assert_allclose(
+        ak.to_numpy(p4[:, 0].deltaR(p4[:, 1])), ak.to_numpy(events.delta_r), rtol=1e-9
+    )
     light = ak.argmin(fj.mass, axis=1, keepdims=True)
     heavy = ak.argmax(fj.mass, axis=1, keepdims=True)
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(fj.mass[light])), ak.to_numpy(events.mj1))
     tau21 = fj.tau2 / fj.tau1
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(tau21[light])),
-                               ak.to_numpy(events.tau21_j1), rtol=1e-12)
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(tau21[heavy])),
-                               ak.to_numpy(events.tau21_j2), rtol=1e-12)
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(tau21[light])), ak.to_numpy(events.tau21_j1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(tau21[heavy])), ak.to_numpy(events.tau21_j2), rtol=1e-12
+    )
 
 
 def test_write_dijet_nanoaod_reads_back_with_nanoaod_schema(tmp_path):
@@ -496,10 +501,12 @@ def test_write_dijet_nanoaod_reads_back_with_nanoaod_schema(tmp_path):
     truth = datasets.write_dijet_nanoaod(str(path), 500, kind="sim", seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # missing cross-references: no Jet
-        events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema,
-                                             mode="eager").events()
+        events = NanoEventsFactory.from_root(
+            {str(path): "Events"}, schemaclass=NanoAODSchema, mode="eager"
+        ).events()
     fj = events.FatJet
-    assert len(events) == 500 and ak.all(ak.num(fj) == 2)
+    assert len(events) == 500
+    assert ak.all(ak.num(fj) == 2)
     mjj = ak.to_numpy((fj[:, 0] + fj[:, 1]).mass)
     np.testing.assert_allclose(mjj, ak.to_numpy(truth.mjj), rtol=1e-4)  # float32 branches
     empty = datasets.write_dijet_nanoaod(str(tmp_path / "empty.root"), 0)

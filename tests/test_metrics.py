@@ -149,7 +149,7 @@ def test_correlation_difference():
 # ---------------------------------------------------------------------------------------------
 def test_distance_moved():
     x = _gauss(100, 2, seed=13)
-    np.testing.assert_allclose(metrics.distance_moved(x, x + [3.0, 4.0]), 5.0)
+    np.testing.assert_allclose(metrics.distance_moved(x, x + np.array([3.0, 4.0])), 5.0)
     np.testing.assert_array_equal(metrics.distance_moved(x, x), 0.0)
     with pytest.raises(ValueError, match="same shape"):
         metrics.distance_moved(x, x[:50])
@@ -170,7 +170,7 @@ def test_transport_ratio_monotone_1d_is_one(mapping):
 
 def test_transport_ratio_translation_is_one():
     x = _gauss(800, 2, seed=16)
-    assert metrics.transport_ratio(x, x + [0.7, -0.2]) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.transport_ratio(x, x + np.array([0.7, -0.2])) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_transport_ratio_random_pairing_is_well_above_one():

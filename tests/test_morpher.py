@@ -19,7 +19,8 @@ def held_out(n=1001, seed=5):
 def test_morph_array_is_deterministic_and_moves_points(tiny_morpher):
     x = held_out()
     y = tiny_morpher.morph(x)
-    assert y.shape == x.shape and y.dtype == np.float64
+    assert y.shape == x.shape
+    assert y.dtype == np.float64
     np.testing.assert_array_equal(y, tiny_morpher.morph(x))
     assert np.abs(y - x).mean() > 0.1
 
@@ -28,8 +29,9 @@ def test_morph_array_is_deterministic_and_moves_points(tiny_morpher):
 def test_batching_does_not_change_results(tiny_morpher, batch_size):
     x = held_out()
     ref = tiny_morpher.morph(x)
-    np.testing.assert_allclose(tiny_morpher.morph(x, batch_size=batch_size), ref, rtol=0,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        tiny_morpher.morph(x, batch_size=batch_size), ref, rtol=0, atol=1e-12
+    )
     # and each event alone gives the same as in a batch
     np.testing.assert_allclose(tiny_morpher.morph(x[500:501]), ref[500:501], rtol=0, atol=1e-12)
 
@@ -38,7 +40,9 @@ def test_empty_inputs_return_empty_of_the_right_type(tiny_morpher):
     out = tiny_morpher.morph(np.zeros((0, 2)))
     assert out.shape == (0, 2)
     rec = tiny_morpher.morph(ak.Array({"x": np.zeros(0), "y": np.zeros(0), "w": np.zeros(0)}))
-    assert isinstance(rec, ak.Array) and len(rec) == 0 and set(rec.fields) == {"x", "y", "w"}
+    assert isinstance(rec, ak.Array)
+    assert len(rec) == 0
+    assert set(rec.fields) == {"x", "y", "w"}
 
 
 def test_inverse_undoes_morph(tiny_morpher):
@@ -64,7 +68,7 @@ def test_jagged_records_morph_per_object(tiny_morpher):
     x = held_out(6)
     ref = tiny_morpher.morph(x)
     jets = ak.unflatten(ak.Array({"x": x[:, 0], "y": x[:, 1]}), [2, 0, 3, 1])
-    with pytest.raises(f4f.MissingColumnError, match="Did you mean 'Jet.x'"):
+    with pytest.raises(f4f.MissingColumnError, match=r"Did you mean 'Jet\.x'"):
         tiny_morpher.morph(ak.Array({"Jet": jets}))  # features are "x", "y": pass the collection
     out = tiny_morpher.morph(jets, batch_size=2)
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(out.x)), ref[:, 0], atol=1e-12)
@@ -84,7 +88,7 @@ def test_bad_inputs_raise_clear_errors(tiny_morpher):
         tiny_morpher.morph(np.array([[0.0, 0.0], [1.0, np.nan], [0.0, 1.0]]))
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         tiny_morpher.morph(np.zeros((4, 3)))
-    with pytest.raises(f4f.MissingColumnError, match="'y' not found. Did you mean 'yy'"):
+    with pytest.raises(f4f.MissingColumnError, match=r"'y' not found\. Did you mean 'yy'"):
         tiny_morpher.morph({"x": np.zeros(2), "yy": np.zeros(2)})
     with pytest.raises(ValueError, match="not conditional"):
         tiny_morpher.morph(held_out(3), condition=1.0)
@@ -100,7 +104,7 @@ def test_float32_precision_is_close(tiny_morpher):
         np.testing.assert_allclose(tiny_morpher.morph(x), ref, atol=1e-4)
     finally:
         tiny_morpher.to(precision="float64")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="precision must be 'float32' or 'float64'"):
         tiny_morpher.to(precision="float16")
 
 
@@ -123,10 +127,12 @@ def test_save_load_is_bit_identical_and_never_unpickles(tiny_morpher, tmp_path, 
     loaded = f4f.load(path)
     np.testing.assert_array_equal(loaded.morph(x), ref)
     np.testing.assert_array_equal(loaded.inverse(ref), tiny_morpher.inverse(ref))
-    assert loaded.features == ["x", "y"] and loaded.condition is None
+    assert loaded.features == ["x", "y"]
+    assert loaded.condition is None
     # the densities come back too
-    np.testing.assert_array_equal(loaded.target_density.log_prob(x),
-                                  tiny_morpher.target_density.log_prob(x))
+    np.testing.assert_array_equal(
+        loaded.target_density.log_prob(x), tiny_morpher.target_density.log_prob(x)
+    )
 
 
 def test_conditional_save_load(tiny_conditional_morpher, tmp_path):
@@ -202,5 +208,6 @@ def test_applying_does_not_change_the_saved_weights(tiny_morpher, tmp_path):
     before = {k: v.clone() for k, v in tiny_morpher.state_dict().items()}
     tiny_morpher.morph(held_out(10))
     after = tiny_morpher.state_dict()
-    assert all(after[k].dtype == before[k].dtype and torch.equal(after[k], before[k])
-               for k in before)
+    assert all(
+        after[k].dtype == before[k].dtype and torch.equal(after[k], before[k]) for k in before
+    )

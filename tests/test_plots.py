@@ -30,7 +30,8 @@ def _samples(n: int = 2000, d: int = 3, seed: int = 0) -> tuple[np.ndarray, ...]
 
 
 def _png(path, width_in: float, height_in: float) -> Image.Image:
-    assert path.exists() and path.stat().st_size > 10_000
+    assert path.exists()
+    assert path.stat().st_size > 10_000
     with Image.open(path) as im:
         im.load()
         assert im.format == "PNG"
@@ -48,15 +49,22 @@ def test_feature_comparison_png(tmp_path):
     rc_before = dict(plt.rcParams)
     path = tmp_path / "features.png"
     fig = plots.feature_comparison(
-        source, morphed, target, features=["mj1", "tau21", "delta_r"], units={"mj1": "GeV"},
+        source,
+        morphed,
+        target,
+        features=["mj1", "tau21", "delta_r"],
+        units={"mj1": "GeV"},
         path=path,
     )
     assert isinstance(fig, matplotlib.figure.Figure)
     assert len(fig.axes) == 6  # a histogram and a ratio panel per feature
     _png(path, 3 * 4.6, 5.2)
     text = _texts(fig)
-    assert "mj1 [GeV]" in text and "tau21" in text and "morphed" in text
-    assert "CMS" not in text and "ATLAS" not in text
+    assert "mj1 [GeV]" in text
+    assert "tau21" in text
+    assert "morphed" in text
+    assert "CMS" not in text
+    assert "ATLAS" not in text
     assert dict(plt.rcParams) == rc_before  # the style does not leak into the session
     assert plt.fignum_exists(fig.number)  # returned open
 
@@ -145,7 +153,9 @@ def test_loss_curves_png(tmp_path):
     fig = plots.loss_curves(history, path=path)
     _png(path, 7.5, 5.5)
     text = _texts(fig)
-    assert "training" in text and "validation" in text and "best epoch (14)" in text
+    assert "training" in text
+    assert "validation" in text
+    assert "best epoch (14)" in text
     # a Morpher-style nested history: one panel per stage
     nested = {"morph": history, "source_density": {"train_loss": [3.0, 2.0, 1.5]}}
     path2 = tmp_path / "loss2.png"

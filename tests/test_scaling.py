@@ -6,18 +6,25 @@ from coffea_f4f.scaling import Scaler
 
 def sample(n=2000, seed=0):
     rng = np.random.default_rng(seed)
-    return np.stack([
-        rng.normal(5.0, 2.0, n),          # standard
-        rng.lognormal(4.0, 0.5, n),       # positive -> log
-        rng.beta(3.0, 2.0, n),            # bounded -> logit
-        rng.uniform(-10, 30, n),          # minmax
-        rng.normal(size=n),               # identity
-    ], axis=1)
+    return np.stack(
+        [
+            rng.normal(5.0, 2.0, n),  # standard
+            rng.lognormal(4.0, 0.5, n),  # positive -> log
+            rng.beta(3.0, 2.0, n),  # bounded -> logit
+            rng.uniform(-10, 30, n),  # minmax
+            rng.normal(size=n),  # identity
+        ],
+        axis=1,
+    )
 
 
 NAMES = ["s", "m", "tau", "u", "i"]
-SPEC = {"m": "log", "tau": {"kind": "logit", "low": 0.0, "high": 1.0}, "u": "minmax",
-        "i": "identity"}
+SPEC = {
+    "m": "log",
+    "tau": {"kind": "logit", "low": 0.0, "high": 1.0},
+    "u": "minmax",
+    "i": "identity",
+}
 
 
 def test_round_trip_and_standardisation():
@@ -27,7 +34,8 @@ def test_round_trip_and_standardisation():
     np.testing.assert_allclose(sc.inverse(z), x, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(z[:, :3].mean(0), 0, atol=1e-10)
     np.testing.assert_allclose(z[:, :3].std(0), 1, atol=1e-10)
-    assert z[:, 3].min() == pytest.approx(-3) and z[:, 3].max() == pytest.approx(3)
+    assert z[:, 3].min() == pytest.approx(-3)
+    assert z[:, 3].max() == pytest.approx(3)
     np.testing.assert_array_equal(z[:, 4], x[:, 4])
 
 
@@ -56,7 +64,8 @@ def test_logit_fitted_bounds_cover_training_data_with_margin():
     x = sample()
     sc = Scaler.fit(x[:, 2:3], ["tau"], "logit")
     p = sc.params[0]
-    assert p["low"] < x[:, 2].min() and p["high"] > x[:, 2].max()
+    assert p["low"] < x[:, 2].min()
+    assert p["high"] > x[:, 2].max()
     assert np.isfinite(sc.forward(x[:, 2:3])).all()
 
 
@@ -91,9 +100,9 @@ def test_in_domain_marks_the_rows_forward_accepts():
     x = sample(20)
     sc = Scaler.fit(x, NAMES, SPEC)
     bad = x.copy()
-    bad[3, 1] = -1.0   # log
-    bad[7, 2] = 1.0    # logit edge
-    bad[9, 0] = -1e9   # standard: always accepted
+    bad[3, 1] = -1.0  # log
+    bad[7, 2] = 1.0  # logit edge
+    bad[9, 0] = -1e9  # standard: always accepted
     mask = sc.in_domain(bad)
     assert mask.tolist() == [i not in (3, 7) for i in range(20)]
     sc.forward(bad[mask])  # no error on the accepted rows

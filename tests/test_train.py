@@ -7,9 +7,9 @@ from conftest import QUICK, TINY, gaussian_pair
 
 import coffea_f4f as f4f
 from coffea_f4f import flows
-from coffea_f4f.train import loop
 from coffea_f4f.config import FlowConfig, TrainConfig
 from coffea_f4f.metrics import c2st_auc
+from coffea_f4f.train import loop
 
 
 def as_dict(a):
@@ -25,8 +25,7 @@ def test_same_seed_same_model_other_seed_other_model():
     a, _ = gaussian_pair(800)
     d1 = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY, train=QUICK)
     d2 = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY, train=QUICK)
-    d3 = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                         train=QUICK.replace(seed=1))
+    d3 = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY, train=QUICK.replace(seed=1))
     assert states_equal(d1.flow, d2.flow)
     assert not states_equal(d1.flow, d3.flow)
     assert d1.history["train_loss"] == d2.history["train_loss"]
@@ -35,39 +34,60 @@ def test_same_seed_same_model_other_seed_other_model():
 def test_resume_continues_where_it_stopped(tmp_path):
     a, _ = gaussian_pair(600)
     cfg = QUICK.replace(epochs=4, patience=None, checkpoint=str(tmp_path / "ck.pt"))
-    full = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                           train=cfg.replace(checkpoint=str(tmp_path / "other.pt")))
+    full = f4f.fit_density(
+        as_dict(a),
+        features=["x", "y"],
+        flow=TINY,
+        train=cfg.replace(checkpoint=str(tmp_path / "other.pt")),
+    )
 
     def crash_after_two(epoch, logs):
         if epoch == 2:
             raise KeyboardInterrupt("simulated crash")
 
     with pytest.raises(KeyboardInterrupt):
-        f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY, train=cfg,
-                        callback=crash_after_two)
+        f4f.fit_density(
+            as_dict(a), features=["x", "y"], flow=TINY, train=cfg, callback=crash_after_two
+        )
     seen = []
-    resumed = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                              train=cfg.replace(resume=True),
-                              callback=lambda e, logs: seen.append(e))
+    resumed = f4f.fit_density(
+        as_dict(a),
+        features=["x", "y"],
+        flow=TINY,
+        train=cfg.replace(resume=True),
+        callback=lambda e, logs: seen.append(e),
+    )
     assert seen == [3, 4]  # only the epochs that were missing ran
     assert resumed.history["train_loss"] == full.history["train_loss"]
     assert states_equal(resumed.flow, full.flow)
     # a finished checkpoint resumes to the same model without training again
     seen.clear()
-    again = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                            train=cfg.replace(resume=True), callback=lambda e, _: seen.append(e))
-    assert seen == [] and states_equal(again.flow, full.flow)
+    again = f4f.fit_density(
+        as_dict(a),
+        features=["x", "y"],
+        flow=TINY,
+        train=cfg.replace(resume=True),
+        callback=lambda e, _: seen.append(e),
+    )
+    assert seen == []
+    assert states_equal(again.flow, full.flow)
 
 
 def test_resume_from_missing_path_fails(tmp_path):
     a, b = gaussian_pair(100)
     missing = str(tmp_path / "nothing" / "ck.pt")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                        train=QUICK.replace(resume=missing))
+        f4f.fit_density(
+            as_dict(a), features=["x", "y"], flow=TINY, train=QUICK.replace(resume=missing)
+        )
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], flow=TINY,
-                        train=QUICK.replace(resume=missing))
+        f4f.fit_morpher(
+            as_dict(a),
+            as_dict(b),
+            features=["x", "y"],
+            flow=TINY,
+            train=QUICK.replace(resume=missing),
+        )
     assert not (tmp_path / "nothing").exists()
 
 
@@ -76,7 +96,8 @@ def test_early_stopping_restores_the_best_state():
     cfg = QUICK.replace(epochs=15, patience=1, lr=5e-2, schedule="constant")
     d = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY, train=cfg)
     h = d.history
-    assert h["stopped_early"] and h["epochs_run"] < cfg.epochs
+    assert h["stopped_early"]
+    assert h["epochs_run"] < cfg.epochs
     assert h["epochs_run"] - h["best_epoch"] == cfg.patience
     assert h["best_epoch"] == int(np.argmin(h["val_loss"])) + 1
     # recompute the validation loss of the returned model on the same split
@@ -92,23 +113,23 @@ def test_progress_bar_can_be_switched_off(capsys):
     a, _ = gaussian_pair(300)
     f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY, train=QUICK)
     assert capsys.readouterr().err == ""
-    f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                    train=QUICK.replace(progress=True))
+    f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY, train=QUICK.replace(progress=True))
     assert "density" in capsys.readouterr().err
 
 
 def test_every_event_of_both_datasets_is_used_each_epoch():
     gen = torch.Generator().manual_seed(0)
     idx = loop.epoch_indices(7, 20, gen)
-    assert len(idx) == 20 and set(idx[:7].tolist()) == set(range(7))
+    assert len(idx) == 20
+    assert set(idx[:7].tolist()) == set(range(7))
     assert set(idx.tolist()) == set(range(7))
 
 
 def test_bad_training_input():
     a, b = gaussian_pair(100)
+    bad = a.copy()
+    bad[:3, 1] = np.nan
     with pytest.raises(ValueError, match=r"'y': 3 of 100"):
-        bad = a.copy()
-        bad[:3, 1] = np.nan
         f4f.fit_morpher(as_dict(bad), as_dict(b), features=["x", "y"], train=QUICK)
     with pytest.raises(ValueError, match="0 events"):
         f4f.fit_density({"x": np.zeros(0), "y": np.zeros(0)}, features=["x", "y"])
@@ -127,8 +148,9 @@ def test_bad_training_input():
     with pytest.raises(ValueError, match="penalty_weight"):
         f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], penalty="l1")
     with pytest.raises(ValueError, match="penalty"):
-        f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], penalty="l3",
-                        penalty_weight=1.0)
+        f4f.fit_morpher(
+            as_dict(a), as_dict(b), features=["x", "y"], penalty="l3", penalty_weight=1.0
+        )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
@@ -141,8 +163,9 @@ def test_cuda_device_is_refused_without_cuda():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_device_trains_when_available():
     a, _ = gaussian_pair(300)
-    d = f4f.fit_density(as_dict(a), features=["x", "y"], flow=TINY,
-                        train=QUICK.replace(device="cuda"))
+    d = f4f.fit_density(
+        as_dict(a), features=["x", "y"], flow=TINY, train=QUICK.replace(device="cuda")
+    )
     assert d.history["epochs_run"] == QUICK.epochs
     assert np.isfinite(d.log_prob(a)).all()
 
@@ -150,8 +173,12 @@ def test_cuda_device_trains_when_available():
 def test_supplied_density_must_match_features(tiny_morpher):
     a, b = gaussian_pair(100)
     with pytest.raises(ValueError, match="trained on features"):
-        f4f.fit_morpher({"y": a[:, 1], "x": a[:, 0]}, {"y": b[:, 1], "x": b[:, 0]},
-                        features=["y", "x"], source_density=tiny_morpher.source_density)
+        f4f.fit_morpher(
+            {"y": a[:, 1], "x": a[:, 0]},
+            {"y": b[:, 1], "x": b[:, 0]},
+            features=["y", "x"],
+            source_density=tiny_morpher.source_density,
+        )
     with pytest.raises(TypeError, match="DensityModel"):
         f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], source_density="model")
 
@@ -159,12 +186,20 @@ def test_supplied_density_must_match_features(tiny_morpher):
 @pytest.mark.parametrize("variant", ["unidirectional", "base_transfer"])
 def test_other_variants_run_and_round_trip(variant, tmp_path):
     a, b = gaussian_pair(600)
-    m = f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], variant=variant,
-                        flow=TINY, density=TINY, train=QUICK)
+    m = f4f.fit_morpher(
+        as_dict(a),
+        as_dict(b),
+        features=["x", "y"],
+        variant=variant,
+        flow=TINY,
+        density=TINY,
+        train=QUICK,
+    )
     assert m.variant == variant
     x = gaussian_pair(200, seed=9)[0]
     y = m.morph(x)
-    assert np.isfinite(y).all() and np.abs(y - x).mean() > 0.05
+    assert np.isfinite(y).all()
+    assert np.abs(y - x).mean() > 0.05
     np.testing.assert_allclose(m.inverse(y), x, atol=1e-8)
     np.testing.assert_array_equal(f4f.load(m.save(tmp_path / variant)).morph(x), y)
 
@@ -174,12 +209,23 @@ def test_movement_penalty_reduces_distance_moved():
     from a random start, the L2 penalty must end much closer to the identity."""
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(1500, 2)), rng.normal(size=(1500, 2))
-    common = dict(features=["x", "y"], flow=TINY, density=TINY,
-                  train=QUICK.replace(epochs=3, lr=1e-2), identity_init=False)
+    common = {
+        "features": ["x", "y"],
+        "flow": TINY,
+        "density": TINY,
+        "train": QUICK.replace(epochs=3, lr=1e-2),
+        "identity_init": False,
+    }
     free = f4f.fit_morpher(as_dict(a), as_dict(b), **common)
-    tight = f4f.fit_morpher(as_dict(a), as_dict(b), penalty="l2", penalty_weight=10.0,
-                            source_density=free.source_density,
-                            target_density=free.target_density, **common)
+    tight = f4f.fit_morpher(
+        as_dict(a),
+        as_dict(b),
+        penalty="l2",
+        penalty_weight=10.0,
+        source_density=free.source_density,
+        target_density=free.target_density,
+        **common,
+    )
     x = gaussian_pair(1000, seed=3)[0]
     d_free = np.linalg.norm(free.morph(x) - x, axis=1).mean()
     d_tight = np.linalg.norm(tight.morph(x) - x, axis=1).mean()
@@ -194,11 +240,14 @@ def test_gaussian_to_shifted_rotated_gaussian_quality():
     CI-sized flow while failing any morph that leaves a visible mismatch (before: ~0.83).
     """
     a, b = gaussian_pair(5000)
-    m = f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"],
-                        flow=FlowConfig(layers=3, hidden=32), density=FlowConfig(layers=3,
-                                                                                 hidden=32),
-                        train=TrainConfig(epochs=8, batch_size=256, lr=2e-3, progress=False,
-                                          num_threads=1))
+    m = f4f.fit_morpher(
+        as_dict(a),
+        as_dict(b),
+        features=["x", "y"],
+        flow=FlowConfig(layers=3, hidden=32),
+        density=FlowConfig(layers=3, hidden=32),
+        train=TrainConfig(epochs=8, batch_size=256, lr=2e-3, progress=False, num_threads=1),
+    )
     xs, xt = gaussian_pair(3000, seed=21)
     before, _ = c2st_auc(xs, xt)
     after, sigma = c2st_auc(m.morph(xs), xt)
@@ -210,20 +259,25 @@ def test_supplied_densities_give_the_same_quality_as_internal_ones():
     """Densities trained by fit_density (each in its own scaling) are bridged exactly."""
     a, b = gaussian_pair(3000)
     b = b * 2.0 + 5.0  # far from the source: the two density scalings differ a lot
-    cfg = dict(flow=FlowConfig(layers=2, hidden=24), train=TrainConfig(
-        epochs=10, batch_size=256, lr=2e-3, progress=False, num_threads=1))
+    cfg = {
+        "flow": FlowConfig(layers=2, hidden=24),
+        "train": TrainConfig(epochs=10, batch_size=256, lr=2e-3, progress=False, num_threads=1),
+    }
     qa = f4f.fit_density(as_dict(a), features=["x", "y"], **cfg)
     qb = f4f.fit_density(as_dict(b), features=["x", "y"], **cfg)
     assert not qa.scaler.same_as(qb.scaler)
-    inside = f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], density=cfg["flow"],
-                             **cfg)
-    given = f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], source_density=qa,
-                            target_density=qb, **cfg)
+    inside = f4f.fit_morpher(
+        as_dict(a), as_dict(b), features=["x", "y"], density=cfg["flow"], **cfg
+    )
+    given = f4f.fit_morpher(
+        as_dict(a), as_dict(b), features=["x", "y"], source_density=qa, target_density=qb, **cfg
+    )
     xs, xt = gaussian_pair(2000, seed=31)
     xt = xt * 2.0 + 5.0
     auc_inside, sigma = c2st_auc(inside.morph(xs), xt)
     auc_given, _ = c2st_auc(given.morph(xs), xt)
-    assert auc_given < 0.58 and auc_inside < 0.58
+    assert auc_given < 0.58
+    assert auc_inside < 0.58
     assert abs(auc_given - auc_inside) < 4 * sigma + 0.02
 
 
@@ -242,9 +296,16 @@ def test_paper_toy_pair_checkerboard_to_star_quality():
     xs = datasets.toy("checkerboard", 8000, seed=1)
     xt = datasets.toy("star", 8000, seed=2)
     cfg = FlowConfig(layers=4, hidden=64)
-    m = f4f.fit_morpher(xs, xt, features=["x", "y"], flow=cfg, density=cfg,
-                        train=TrainConfig(epochs=10, batch_size=256, lr=2e-3, patience=None,
-                                          progress=False, num_threads=1))
+    m = f4f.fit_morpher(
+        xs,
+        xt,
+        features=["x", "y"],
+        flow=cfg,
+        density=cfg,
+        train=TrainConfig(
+            epochs=10, batch_size=256, lr=2e-3, patience=None, progress=False, num_threads=1
+        ),
+    )
     hs = datasets.toy("checkerboard", 4000, seed=11)
     ht = datasets.toy("star", 4000, seed=12)
     before, _ = c2st_auc(hs, ht)
@@ -260,10 +321,14 @@ def test_paper_toy_pair_long_training_quality():
 
     xs = datasets.toy("checkerboard", 30000, seed=1)
     xt = datasets.toy("star", 30000, seed=2)
-    m = f4f.fit_morpher(xs, xt, features=["x", "y"], flow=FlowConfig(layers=6, hidden=64,
-                                                                     bins=16),
-                        density=FlowConfig(layers=6, hidden=64, bins=16),
-                        train=TrainConfig(epochs=20, batch_size=256, lr=2e-3, progress=False))
+    m = f4f.fit_morpher(
+        xs,
+        xt,
+        features=["x", "y"],
+        flow=FlowConfig(layers=6, hidden=64, bins=16),
+        density=FlowConfig(layers=6, hidden=64, bins=16),
+        train=TrainConfig(epochs=20, batch_size=256, lr=2e-3, progress=False),
+    )
     hs = datasets.toy("checkerboard", 5000, seed=11)
     ht = datasets.toy("star", 5000, seed=12)
     after, sigma = c2st_auc(m.morph(hs), ht)

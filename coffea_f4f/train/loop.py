@@ -4,8 +4,8 @@ It trains any ``nn.Module`` on a sum of likelihood :class:`Term` s and knows not
 densities or morphs (those are the fits in :mod:`coffea_f4f.train`). Adam with a cosine
 learning-rate schedule per step, gradient clipping, a validation split with early stopping that
 restores the best state, a tqdm progress bar, seeded reproducibility, a checkpoint after every
-epoch and an exact resume from it. :func:`train_stage` is the ritual every stage of a fit goes through.
-See DESIGN-NOTES.md, "Training loop".
+epoch and an exact resume from it. :func:`train_stage` is the ritual every stage of a fit goes
+through. See DESIGN-NOTES.md, "Training loop".
 """
 
 from __future__ import annotations
