@@ -129,6 +129,8 @@ class MorphTransform:
             field path (``"FatJet.msoftdrop"`` or a top-level ``"mjj"``) or a callable
             ``events -> array``. All inputs must be event-level, or all jagged with the same
             object counts (e.g. fields of one collection), and are morphed per object.
+            Default: each feature's own name as its path (a model trained on NanoEvents
+            fields such as ``"FatJet.mass"``).
         condition: required iff the model is conditional: a field path or a callable
             ``events -> array`` giving one value per event (broadcast to the objects of jagged
             inputs) or one value per object.
@@ -159,7 +161,7 @@ class MorphTransform:
         self,
         model: Morpher | str | os.PathLike[str],
         *,
-        inputs: Mapping[str, ColumnSpec],
+        inputs: Mapping[str, ColumnSpec] | None = None,
         condition: ColumnSpec | None = None,
         suffix: str = "_morphed",
         target_condition: ColumnSpec | float | None = None,
@@ -178,6 +180,8 @@ class MorphTransform:
         self.condition_name: str | None = model.condition
         self._between = bool(model.between_conditions)
 
+        if inputs is None:  # a model trained on field paths (e.g. "FatJet.mass") reads them
+            inputs = {f: f for f in self.features}
         if not isinstance(inputs, Mapping):
             raise TypeError("inputs must be a mapping {model feature: field path or callable}")
         missing = [f for f in self.features if f not in inputs]

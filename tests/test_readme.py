@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -38,3 +40,48 @@ def test_readme_commands_match_ci():
     # lint, format check and types before the tests, the same in CI and for a developer
     steps = test_cmd.split(" && ")
     assert steps[-4:] == ["ruff check .", "ruff format --check .", "mypy", "python -m pytest"]
+
+
+def _section(title: str) -> str:
+    text = README.read_text()
+    return text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def _blocks(section: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
+
+
+def test_readme_train_config_is_valid(tmp_path):
+    import tomllib
+
+    from coffea_f4f.cli.train import build_job
+
+    (toml,) = _blocks(_section("Train on NanoEvents, or from files"), "toml")
+    job = build_job(tomllib.loads(toml), path=tmp_path / "config.toml")
+    assert job.features == ["FatJet_mass", "FatJet_pt"]
+    assert job.condition == "fixedGridRhoFastjetAll"
+    assert job.options["train"].epochs == 20
+
+
+def test_readme_nanoevents_training_and_dask_workflow_run(tmp_path, monkeypatch):
+    pytest.importorskip("coffea")
+    from nanoaod_fixture import write_nanoaod
+
+    import coffea_f4f as f4f
+
+    write_nanoaod(tmp_path / "sim.root", 300, seed=1, jets=False)
+    write_nanoaod(tmp_path / "data.root", 300, seed=2, mass_shift=8.0, jets=False)
+    monkeypatch.chdir(tmp_path)
+    (train,) = _blocks(_section("Train on NanoEvents, or from files"), "python")
+    small = train.replace("epochs=10", "epochs=1, progress=False, num_threads=1")
+    assert small != train  # the substitution still matches the README
+    namespace: dict = {"f4f": f4f, "TrainConfig": f4f.TrainConfig}
+    exec(compile(small, "README.md", "exec"), namespace)
+    assert namespace["morpher"].features == ["FatJet.mass", "FatJet.pt"]
+    assert (tmp_path / "fatjet_model" / "config.json").is_file()
+
+    _, dask_block = _blocks(_section("In a coffea processor"), "python")
+    namespace = {"MorphTransform": f4f.MorphTransform}
+    exec(compile(dask_block, "README.md", "exec"), namespace)
+    h = namespace["out"]["sim"]["mass_morphed"]
+    assert h.sum().value > 0  # morphed jet masses were filled

@@ -695,3 +695,30 @@ def test_one_model_copy_per_process_and_a_bounded_cache(mass_pt_model):
     assert transform_module.cache_info().currsize == size  # least recently used dropped
     transform_module.clear_model_cache()
     assert transform_module.cache_info() == (0, 0, size, 0)
+
+
+def test_misspelt_collection_suggests_the_repaired_path_first(nano_path, mass_pt_model):
+    suggestions = []
+    for mode in ("eager", "virtual", "dask"):
+        ev = events_of(nano_path, mode)
+        t = MorphTransform(mass_pt_model, inputs={"mass": "FatJets.mass", "pt": "FatJets.pt"})
+        with pytest.raises(MissingColumnError) as err:
+            t(ev)
+        suggestions.append(err.value.suggestions)
+        assert err.value.suggestions[0] == "FatJet.mass"
+        assert len(str(err.value)) < 600  # a short list of available fields, not thousands
+    assert suggestions[0] == suggestions[1] == suggestions[2]  # stable across modes and runs
+
+
+def test_morpher_morphs_a_nanoevents_collection_as_training_reads_it(any_nano, mass_pt_model):
+    path, coll = any_nano
+    for mode in ("eager", "virtual"):
+        fatjets = events_of(path, mode, only=[coll])[coll]
+        fatjets = fatjets[fatjets.mass > 0]  # the model's log scaling needs a positive mass
+        out = mass_pt_model.morph(fatjets)  # features "mass", "pt" are fields of the jets
+        flat = np.stack([ak.to_numpy(ak.flatten(fatjets[f])) for f in ("mass", "pt")], axis=1)
+        ref = mass_pt_model.morph(flat.astype(np.float64))
+        got = np.stack([ak.to_numpy(ak.flatten(out[f])) for f in ("mass", "pt")], axis=1)
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+        assert ak.to_list(ak.num(out.mass)) == ak.to_list(ak.num(fatjets.mass))
+        assert ak.to_list(out.eta) == ak.to_list(fatjets.eta)  # other fields kept
