@@ -19,7 +19,7 @@ __all__ = ["FLOW_KINDS", "PENALTIES", "VARIANTS", "FlowConfig", "TrainConfig"]
 
 FLOW_KINDS = ("autoregressive", "coupling")
 #: ``fit_morpher(variant=)``: how the morph is trained (see :mod:`coffea_f4f.train.morph`)
-VARIANTS = ("bidirectional", "unidirectional", "base_transfer")
+VARIANTS = ("bidirectional", "unidirectional", "base_transfer", "switch")
 #: ``fit_morpher(penalty=)``: the movement penalty (None: none)
 PENALTIES = (None, "l1", "l2")
 

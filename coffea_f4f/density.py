@@ -13,7 +13,7 @@ from .columns import Layout, condition_matrix, to_matrix
 from .config import FlowConfig
 from .scaling import Scaler
 
-__all__ = ["EVAL_BATCH_SIZE", "DensityModel"]
+__all__ = ["EVAL_BATCH_SIZE", "DensityModel", "condition_field", "condition_names"]
 
 #: rows per torch call when evaluating or sampling a density
 EVAL_BATCH_SIZE = 65536
@@ -27,7 +27,8 @@ class DensityModel:
 
     Attributes:
         features: feature names, in order.
-        condition: the condition field name, or None.
+        conditions: the condition field names, in order (empty when unconditional).
+        condition: the one condition name, the list when there are several, or None.
         flow: the normflows ``ConditionalNormalizingFlow`` (frozen, eval mode), in scaled space.
         scaler: feature scaling (data -> the flow's space).
         condition_scaler: condition scaling, or None.
@@ -39,7 +40,7 @@ class DensityModel:
         self,
         *,
         features: Sequence[str],
-        condition: str | None,
+        condition: str | Sequence[str] | None,
         flow: torch.nn.Module,
         scaler: Scaler,
         condition_scaler: Scaler | None,
@@ -47,7 +48,7 @@ class DensityModel:
         history: Mapping[str, Any] | None = None,
     ) -> None:
         self.features = list(features)
-        self.condition = condition
+        self.conditions = condition_names(condition)
         self.flow = flow
         self.scaler = scaler
         self.condition_scaler = condition_scaler
@@ -57,9 +58,9 @@ class DensityModel:
         self.flow.eval()
 
     @property
-    def conditions(self) -> list[str]:
-        """The condition names, in order (empty when unconditional)."""
-        return [] if self.condition is None else [self.condition]
+    def condition(self) -> str | list[str] | None:
+        """The one condition name, the list of names when there are several, or None."""
+        return condition_field(self.conditions)
 
     def _context(self, data: Any, condition: Any, layout: Layout) -> np.ndarray | None:
         if self.condition_scaler is None:
@@ -113,7 +114,7 @@ class DensityModel:
         """The JSON description (features, condition, scalings, architecture)."""
         return {
             "features": self.features,
-            "condition": self.condition,
+            "condition": condition_field(self.conditions),
             "scaler": self.scaler.to_dict(),
             "condition_scaler": None
             if self.condition_scaler is None
@@ -125,9 +126,10 @@ class DensityModel:
     def from_spec(cls, spec: Mapping[str, Any], state: Mapping[str, Any]) -> DensityModel:
         """Rebuild from :meth:`to_spec` and the flow's state dict."""
         cs = spec.get("condition_scaler")
+        cscaler = None if cs is None else Scaler.from_dict(cs)
         cfg = FlowConfig.from_dict(spec["flow"])
         flow = flows.build_density_flow(
-            len(spec["features"]), cfg, context_dim=1 if spec.get("condition") else 0
+            len(spec["features"]), cfg, context_dim=0 if cscaler is None else cscaler.width
         )
         flow.load_state_dict(state, strict=True)
         return cls(
@@ -135,10 +137,24 @@ class DensityModel:
             condition=spec.get("condition"),
             flow=flow,
             scaler=Scaler.from_dict(spec["scaler"]),
-            condition_scaler=None if cs is None else Scaler.from_dict(cs),
+            condition_scaler=cscaler,
             flow_config=cfg,
         )
 
     def __repr__(self) -> str:
-        cond = f", condition={self.condition!r}" if self.condition else ""
+        cond = f", condition={self.condition!r}" if self.conditions else ""
         return f"DensityModel(features={self.features}{cond}, kind={self.flow_config.kind!r})"
+
+
+def condition_names(condition: str | Sequence[str] | None) -> list[str]:
+    """A saved or given ``condition`` (None, a name or a list of names) as a list."""
+    if condition is None:
+        return []
+    return [condition] if isinstance(condition, str) else list(condition)
+
+
+def condition_field(names: list[str]) -> str | list[str] | None:
+    """How ``condition`` reads: None, the one name, or the list (also in saved files)."""
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else list(names)

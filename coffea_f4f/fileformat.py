@@ -61,7 +61,7 @@ def describe(m: Morpher) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "features": m.features,
-        "condition": m.condition,
+        "condition": m.condition,  # a name, or a list of names for several
         "variant": m.variant,
         "map": m.map_spec,
         "scaler": m.scaler.to_dict(),
@@ -69,7 +69,11 @@ def describe(m: Morpher) -> dict[str, Any]:
         "condition_scaler": None if m.condition_scaler is None else m.condition_scaler.to_dict(),
         **densities,
         "history": _jsonable(m.history),
-        "info": _jsonable(m.info),
+        "info": _jsonable(
+            {**m.info, "condition_range": [list(m.condition_ranges[n]) for n in m.conditions]}
+            if m.conditions and m.condition_ranges
+            else m.info
+        ),
     }
 
 

@@ -219,6 +219,8 @@ class ScalingBridge(nn.Module):
 
     def __init__(self, here: _scaling.Scaler, there: _scaling.Scaler) -> None:
         super().__init__()
+        _scaling.check_bridgeable(here)  # dequantised kinds have no torch form: fail now
+        _scaling.check_bridgeable(there)
         self.here = TorchScaler(here)
         self.there = TorchScaler(there)
 

@@ -8,6 +8,8 @@ spaces. Three kinds, named by the ``"kind"`` of their JSON spec:
   base; source -> target is its data -> base direction (one pass per autoregressive layer).
 - ``"base_transfer"`` (:class:`BaseTransferMap`): encode with the source density flow, decode
   with the target density flow.
+- ``"switch"`` (:class:`SwitchMap`): one density of both datasets with a sample label,
+  encoding with the source label and decoding with the target label.
 - ``"condition"`` (:class:`ConditionMap`): one conditional flow ``g(x; c)``; the map from
   ``a`` to ``b`` is ``g^-1(g(x; a); b)``.
 
@@ -33,11 +35,12 @@ __all__ = [
     "ConditionMap",
     "FlowMap",
     "MorphMap",
+    "SwitchMap",
     "architecture_buffers",
     "build_map",
 ]
 
-MAP_KINDS = ("flow", "base_transfer", "condition")
+MAP_KINDS = ("flow", "base_transfer", "condition", "switch")
 
 Result = tuple[torch.Tensor, torch.Tensor]
 Ctx = torch.Tensor | None
@@ -107,6 +110,31 @@ class BaseTransferMap(MorphMap):
         return x, ld1 + ld2
 
 
+class SwitchMap(MorphMap):
+    """The CMS "switch" protocol: one conditional density ``q(x | c, s)`` of the union of both
+    datasets with a sample label ``s`` (0 source, 1 target) as its last condition; the morph
+    encodes with ``s = 0`` and decodes with ``s = 1``: ``T(x; c) = g^-1(g(x; c, 0); c, 1)``."""
+
+    def __init__(self, density: nn.Module, context_dim: int = 0) -> None:
+        super().__init__()
+        self.density = density
+        self.context_dim = context_dim
+
+    def _labelled(self, z: torch.Tensor, context: Ctx, label: float) -> torch.Tensor:
+        s = z.new_full((len(z), 1), label)
+        return s if context is None else torch.cat([context, s], dim=1)
+
+    def forward(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
+        u, ld1 = flows.to_base(self.density, z, self._labelled(z, context, 0.0))
+        y, ld2 = flows.from_base(self.density, u, self._labelled(z, context, 1.0))
+        return y, ld1 + ld2
+
+    def inverse(self, z: torch.Tensor, context: Ctx = None, target_context: Ctx = None) -> Result:
+        u, ld1 = flows.to_base(self.density, z, self._labelled(z, context, 1.0))
+        x, ld2 = flows.from_base(self.density, u, self._labelled(z, context, 0.0))
+        return x, ld1 + ld2
+
+
 class ConditionMap(_LayerMap):
     """``T(x; a -> b) = g^-1(g(x; a); b)`` with one conditional flow ``g``."""
 
@@ -149,12 +177,16 @@ def build_map(spec: Mapping[str, Any], *, identity_init: bool = False) -> MorphM
             flows.build_density_flow(dim, FlowConfig.from_dict(spec["target"]), context_dim=cdim),
             None if bridge is None else (Scaler.from_dict(bridge[0]), Scaler.from_dict(bridge[1])),
         )
+    if kind == "switch":
+        cfg = FlowConfig.from_dict(spec["flow"])
+        return SwitchMap(flows.build_density_flow(dim, cfg, context_dim=cdim + 1), cdim)
     if kind == "condition":
-        if cdim != 1:
-            raise ValueError("a condition morph needs exactly one condition")
+        if cdim < 1:
+            raise ValueError("a condition morph needs at least one condition")
         cfg = FlowConfig.from_dict(spec["flow"])
         return ConditionMap(
-            flows.build_layers(dim, cfg, context_dim=1, identity_init=identity_init)
+            flows.build_layers(dim, cfg, context_dim=cdim, identity_init=identity_init),
+            context_dim=cdim,
         )
     raise ValueError(f"unknown morph kind {kind!r}; known: {MAP_KINDS}")
 

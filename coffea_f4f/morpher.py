@@ -23,7 +23,7 @@ from torch import nn
 
 from . import fileformat, flows
 from .columns import Layout, condition_matrix, replace_fields, to_matrix
-from .density import DensityModel
+from .density import DensityModel, condition_field, condition_names
 from .fileformat import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from .scaling import Scaler
 
@@ -48,7 +48,8 @@ class Morpher:
 
     Attributes:
         features: feature names, in the model's order.
-        condition: condition field name, or None.
+        conditions: condition field names, in order (empty when unconditional).
+        condition: the one condition name, the list when there are several, or None.
         variant: how it was trained (``bidirectional``, ``unidirectional``, ``base_transfer``,
             ``condition``).
         module: the torch map (:mod:`coffea_f4f.maps`), frozen.
@@ -57,7 +58,9 @@ class Morpher:
         source_density / target_density: the :class:`DensityModel` s used in training (or None).
         precision: ``"float64"`` (default) or ``"float32"`` for applying.
         num_threads: torch intra-op threads while applying (default 1; None leaves torch's).
-        condition_range: ``(min, max)`` of the training conditions, or None.
+        condition_ranges: ``{condition: (min, max)}`` over the training rows.
+        condition_range: ``(min, max)`` of the one condition (None when unconditional; with
+            several conditions, :attr:`condition_ranges`).
         condition_policy: what to do with conditions outside ``condition_range``:
             ``"clamp"`` (default) or ``"error"``.
     """
@@ -66,7 +69,7 @@ class Morpher:
         self,
         *,
         features: Sequence[str],
-        condition: str | None,
+        condition: str | Sequence[str] | None,
         module: nn.Module,
         map_spec: Mapping[str, Any],
         scaler: Scaler,
@@ -79,7 +82,7 @@ class Morpher:
         info: Mapping[str, Any] | None = None,
     ) -> None:
         self.features = list(features)
-        self.condition = condition
+        self.conditions = condition_names(condition)
         self.module = module
         self.map_spec = dict(map_spec)
         self.scaler = scaler
@@ -94,8 +97,14 @@ class Morpher:
         self.num_threads: int | None = 1
         self.device = "cpu"
         rng = self.info.get("condition_range")
-        self.condition_range: tuple[float, float] | None = (
-            (float(rng[0]), float(rng[1])) if rng is not None else None
+        if rng is not None and len(rng) == 2 and not isinstance(rng[0], list | tuple):
+            rng = [rng]  # saved by one-condition models before several were possible
+        self.condition_ranges: dict[str, tuple[float, float]] = (
+            {}
+            if rng is None
+            else {
+                n: (float(lo), float(hi)) for n, (lo, hi) in zip(self.conditions, rng, strict=True)
+            }
         )
         self.condition_policy = self.info.get("condition_policy", "clamp")
         self._applied_cache: dict[tuple[torch.dtype, str], nn.Module] = {}
@@ -103,13 +112,23 @@ class Morpher:
         self.module.eval()
 
     def __repr__(self) -> str:
-        cond = f", condition={self.condition!r}" if self.condition else ""
+        cond = f", condition={self.condition!r}" if self.conditions else ""
         return f"Morpher(features={self.features}{cond}, variant={self.variant!r})"
 
     @property
-    def conditions(self) -> list[str]:
-        """The condition names, in order (empty when unconditional)."""
-        return [] if self.condition is None else [self.condition]
+    def condition(self) -> str | list[str] | None:
+        """The one condition name, the list of names when there are several, or None."""
+        return condition_field(self.conditions)
+
+    @property
+    def condition_range(self) -> tuple[float, float] | dict[str, tuple[float, float]] | None:
+        """``(min, max)`` of the training conditions for one condition; the
+        :attr:`condition_ranges` dict for several; None when unconditional."""
+        if not self.condition_ranges:
+            return None
+        if len(self.conditions) == 1:
+            return self.condition_ranges[self.conditions[0]]
+        return dict(self.condition_ranges)
 
     @property
     def between_conditions(self) -> bool:
@@ -140,25 +159,35 @@ class Morpher:
         self.info["condition_policy"] = value
 
     def _in_range(self, c: np.ndarray, what: str) -> np.ndarray:
-        """Apply :attr:`condition_policy` to conditions outside the training range.
+        """Apply :attr:`condition_policy` to conditions outside the training range, per
+        condition (column of ``c``).
 
         ``"clamp"`` (default): values below/above the range of the training conditions are
         set to its edge (the morph learned at the edge is used; nothing is extrapolated).
-        ``"error"``: raise ``ValueError`` naming the count and the range.
+        ``"error"``: raise ``ValueError`` naming the condition, the count and the range.
         """
-        if self.condition_range is None:
+        if not self.condition_ranges:
             return c
-        lo, hi = self.condition_range
-        outside = (c < lo) | (c > hi)
-        if not outside.any():
-            return c
-        if self.condition_policy == "error":
-            raise ValueError(
-                f"{what} {self.condition!r}: {int(outside.sum())} of {len(c)} values are "
-                f"outside the training range [{lo:.6g}, {hi:.6g}]; select events inside it, "
-                "or set morpher.condition_policy = 'clamp'"
-            )
-        return np.clip(c, lo, hi)
+        out = c
+        kinds = [] if self.condition_scaler is None else self.condition_scaler.kinds
+        for j, name in enumerate(self.conditions):
+            if kinds and kinds[j] == "categorical":  # codes are checked, never clamped
+                continue
+            lo, hi = self.condition_ranges[name]
+            col = c[:, j]
+            outside = (col < lo) | (col > hi)
+            if not outside.any():
+                continue
+            if self.condition_policy == "error":
+                raise ValueError(
+                    f"{what} {name!r}: {int(outside.sum())} of {len(c)} values are outside the "
+                    f"training range [{lo:.6g}, {hi:.6g}]; select events inside it, or set "
+                    "morpher.condition_policy = 'clamp'"
+                )
+            if out is c:
+                out = c.copy()
+            out[:, j] = np.clip(col, lo, hi)
+        return out
 
     def _contexts(
         self, data: Any, condition: Any, target_condition: Any, layout: Layout

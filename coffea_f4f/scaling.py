@@ -11,15 +11,54 @@ the spline ``tail_bound`` of 4 means "4 standard deviations"):
   range widened by 5% on each side.
 - ``"minmax"``: ``z = 6 (x - min) / (max - min) - 3`` (the paper's [-3, 3] scaling).
 - ``"identity"``: ``z = x``.
+- ``"zero_inflated"``: for non-negative features with a point mass at exactly 0 (isolations,
+  H/E, tagger scores). Positive values: ``z = (log1p(x / c) - loc) / scale`` (``c``: the
+  ``offset``, by default the median of the positive training values; ``loc``/``scale``: mean
+  and std of ``log1p(x / c)`` over the positive training values). Exact zeros are
+  *dequantised* into the band ``z = t - w u``, ``u`` in (0, 1), strictly below ``t``, the
+  ``threshold``: ``t = max(-loc / scale, z_min - 0.5)`` where ``-loc / scale`` is the image of
+  ``x -> 0+`` and ``z_min`` the image of the smallest positive training value (so the band
+  touches the positive values, and stays near them when they start far from 0). ``w`` is the
+  ``width`` (default 1, in standardised units). Inverse: ``z < t -> 0.0`` exactly, otherwise
+  ``c expm1(max(z scale + loc, 0))`` (never negative). So a morph can change the zero fraction.
+  Spec options: ``{"kind": "zero_inflated", "offset": c, "width": w}``.
+- ``"discrete"``: for integer-valued features (numbers of tracks, jets): ``z = (k + u - loc) /
+  scale`` with ``u`` in (0, 1), ``loc = mean(k) + 1/2``, ``scale = sqrt(var(k) + 1/12)`` (the
+  moments of ``k + u``). Inverse: ``floor(z scale + loc)``, clipped to the optional spec
+  bounds ``low`` / ``high`` (e.g. ``{"kind": "discrete", "low": 0}`` for counts).
 
-Values outside the domain of ``log``/``logit`` cannot be mapped and raise ``ValueError`` naming
-the feature and the count. Values that are merely outside the training range are mapped
-normally; if they land beyond the spline ``tail_bound`` they pass through the flows unchanged
-(the spline tails are the identity there).
+**Dequantisation noise** (the two kinds above) is deterministic and chunking-invariant: ``u``
+is a function of the row's own values only, never of a global RNG or the row's position. Each
+row of the full ``(N, D)`` matrix given to :meth:`Scaler.forward` (and optional extra ``key``
+columns, e.g. the condition) is hashed as its float64 bit patterns (``-0.0`` read as ``0.0``)
+folded with the splitmix64 finaliser, then mixed with the feature index and mapped to a
+uniform in ``[1e-6, 1 - 1e-6]`` (kept off the bin edges, so floors and the threshold test
+survive float rounding). The same row gives bitwise the same ``u`` in any batch. Identical
+rows get identical noise: a feature set where many rows repeat exactly (only discrete or
+zero-inflated features) needs a ``key`` (event numbers, a continuous condition) to dequantise.
 
-The math is written once for any array module with ``log``, ``log1p`` and ``exp`` (numpy here;
-:mod:`coffea_f4f.flows` reuses it with torch for the change of variables between two scalings).
-This module imports numpy only.
+**Densities of dequantised features** (:meth:`Scaler.log_abs_det`): ``discrete`` gives
+``-log(scale)``, the density of ``k + u``; ``zero_inflated`` gives ``-log(scale) - log(c + x)``
+for positive ``x`` and the constant ``log(w)`` for a zero, where ``w = |dz/du|`` of the
+noise's map. With a working-space density ``p``, the model's probability of a zero is ``P(0) =
+int_band p(z) dz = w E_u[p(t - w u)] >= w exp(E_u log p(t - w u))``, so ``log p(z) + log w``
+is the usual (uniform) dequantisation lower bound on ``log P(0)``, and for ``discrete`` (unit
+bins) ``log p(z) - log scale`` bounds ``log P(k)``. Maximum-likelihood training on the
+dequantised values maximises this bound; the added terms are constants, so they change no
+gradient. A ``log_prob`` is thus a density in ``x`` for positive values and a probability
+mass for the zeros and integers (the log-likelihood w.r.t. point mass + Lebesgue measure).
+
+Values outside the domain of ``log``/``logit``/``zero_inflated`` (``x >= 0``)/``discrete``
+(finite integers) cannot be mapped and raise ``ValueError`` naming the feature and the count.
+Values that are merely outside the training range are mapped normally; if they land beyond
+the spline ``tail_bound`` they pass through the flows unchanged (the spline tails are the
+identity there).
+
+The math of the first five kinds is written once for any array module with ``log``,
+``log1p`` and ``exp`` (numpy here; :mod:`coffea_f4f.flows` reuses it with torch for the change
+of variables between two scalings). The dequantised kinds are numpy only: with another array
+module they raise ``ValueError`` (see :func:`check_bridgeable`). This module imports numpy
+only.
 """
 
 from __future__ import annotations
@@ -30,10 +69,45 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "Scaler", "forward", "inverse", "log_abs_det"]
+__all__ = [
+    "CATEGORICAL",
+    "DEQUANTISED_KINDS",
+    "KINDS",
+    "Scaler",
+    "check_bridgeable",
+    "forward",
+    "inverse",
+    "log_abs_det",
+    "row_hash",
+]
 
-KINDS = ("standard", "log", "logit", "minmax", "identity")
+KINDS = (
+    "standard",
+    "log",
+    "logit",
+    "minmax",
+    "identity",
+    "zero_inflated",
+    "discrete",
+    "categorical",
+)
+DEQUANTISED_KINDS = ("zero_inflated", "discrete")
+#: integer codes -> one-hot columns inside the flow (conditions only)
+CATEGORICAL = "categorical"
+_NUMPY_KINDS = (*DEQUANTISED_KINDS, CATEGORICAL)  # no torch form: never bridged
 _LOGIT_MARGIN = 0.05
+_ZI_GAP = 0.5  # the zero band's top is at most this far (std units) below the smallest image
+_ZI_WIDTH = 1.0  # default width of the zero band (std units)
+_U_EDGE = 1e-6  # the noise stays in [_U_EDGE, 1 - _U_EDGE]
+
+# splitmix64 constants (Steele, Lea & Flood 2014)
+_MASK64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+_SEED = np.uint64(0x636F66666561F4F0)  # fixed: saved models rely on the same noise
+_NOT_BRIDGEABLE = (
+    "zero_inflated/discrete/categorical scalings cannot be bridged between two trainings; "
+    "train the densities inside fit_morpher (shared scaling)"
+)
 
 
 def _spec(spec: Any, name: str) -> dict[str, Any]:
@@ -57,7 +131,8 @@ class Scaler:
     Attributes:
         names: feature names, in column order.
         kinds: one kind per feature (see module docstring).
-        params: per feature, the fitted numbers (``low``, ``high``, ``loc``, ``scale``).
+        params: per feature, the fitted numbers (``low``, ``high``, ``loc``, ``scale``; for
+            ``zero_inflated`` also ``offset``, ``width``, ``threshold``, ``zero_fraction``).
     """
 
     names: list[str]
@@ -82,7 +157,9 @@ class Scaler:
 
         Raises:
             ValueError: unknown kinds or names, too few events, a feature outside the domain
-                of its kind, or a constant feature.
+                of its kind (negative values for ``zero_inflated``, non-integers for
+                ``discrete``), a ``zero_inflated`` feature without positive values, bad spec
+                options, or a constant feature.
         """
         x = np.asarray(x, dtype=np.float64)
         names = list(names)
@@ -108,33 +185,45 @@ class Scaler:
             col = x[:, j]
             kind = spec["kind"]
             p: dict[str, float] = {"loc": 0.0, "scale": 1.0}
-            if kind == "logit":
-                lo, hi = float(col.min()), float(col.max())
-                pad = _LOGIT_MARGIN * max(hi - lo, 1e-12)
-                p["low"] = float(spec.get("low", lo - pad))
-                p["high"] = float(spec.get("high", hi + pad))
-                if not p["high"] > p["low"]:
-                    raise ValueError(f"logit scaling of {name!r} needs high > low, got {p}")
-            elif kind == "minmax":
-                lo, hi = float(col.min()), float(col.max())
-                p["loc"], p["scale"] = (lo + hi) / 2.0, max(hi - lo, 1e-12) / 6.0
-            pre = _pre(col, kind, p, np, name=name)
-            if kind in ("standard", "log", "logit"):
-                mean, std = float(pre.mean()), float(pre.std())
-                if not std > 0:
-                    raise ValueError(
-                        f"feature {name!r} is constant in the training data ({col[0]!r}); a "
-                        "flow cannot learn a density for it: drop it from the features"
-                    )
-                p["loc"], p["scale"] = mean, std
+            if kind == CATEGORICAL:
+                p.update(_fit_categorical(col, name))
+            elif kind == "zero_inflated":
+                p.update(_fit_zero_inflated(col, spec, name))
+            elif kind == "discrete":
+                p.update(_fit_discrete(col, spec, name))
+            else:
+                if kind == "logit":
+                    lo, hi = float(col.min()), float(col.max())
+                    pad = _LOGIT_MARGIN * max(hi - lo, 1e-12)
+                    p["low"] = float(spec.get("low", lo - pad))
+                    p["high"] = float(spec.get("high", hi + pad))
+                    if not p["high"] > p["low"]:
+                        raise ValueError(f"logit scaling of {name!r} needs high > low, got {p}")
+                elif kind == "minmax":
+                    lo, hi = float(col.min()), float(col.max())
+                    p["loc"], p["scale"] = (lo + hi) / 2.0, max(hi - lo, 1e-12) / 6.0
+                pre = _pre(col, kind, p, np, name=name)
+                if kind in ("standard", "log", "logit"):
+                    mean, std = float(pre.mean()), float(pre.std())
+                    if not std > 0:
+                        raise _constant_error(name, col[0])
+                    p["loc"], p["scale"] = mean, std
             kinds.append(kind)
             params.append(p)
         return cls(names=names, kinds=kinds, params=params)
 
     # ---------------------------------------------------------------- transforms
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Data space -> working space."""
-        return forward(self, np.asarray(x, dtype=np.float64), np)
+    def forward(self, x: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
+        """Data space -> working space.
+
+        Args:
+            x: the full ``(N, D)`` matrix, all features of each row (the dequantisation noise
+                of ``zero_inflated`` / ``discrete`` features hashes the whole row).
+            key: optional extra per-row values, ``(N,)`` or ``(N, k)``, mixed into that hash
+                (e.g. the condition, or event numbers where rows can repeat exactly). Pass the
+                same key for a row at every call, or its noise changes.
+        """
+        return forward(self, np.asarray(x, dtype=np.float64), np, key=key)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """Working space -> data space."""
@@ -150,12 +239,43 @@ class Scaler:
         return ok
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
-        """``log |det d forward / dx|`` per event, shape ``(N,)``."""
+        """``log |det d forward / dx|`` per event, shape ``(N,)`` (for dequantised features,
+        the terms explained in the module docstring)."""
         return log_abs_det(self, np.asarray(x, dtype=np.float64), np)
+
+    @property
+    def widths(self) -> list[int]:
+        """Columns of the working space per input column (a ``categorical`` one: its codes)."""
+        return [
+            int(p["n_codes"]) if k == CATEGORICAL else 1
+            for k, p in zip(self.kinds, self.params, strict=True)
+        ]
+
+    @property
+    def width(self) -> int:
+        """Columns of the working space (what a flow's context has)."""
+        return sum(self.widths)
+
+    def check_codes(self, x: np.ndarray) -> None:
+        """Raise ``ValueError`` naming the column and the codes when a ``categorical`` column
+        holds codes not seen in training (they are never clamped or guessed)."""
+        x = np.asarray(x, dtype=np.float64)
+        for j, (kind, p) in enumerate(zip(self.kinds, self.params, strict=True)):
+            if kind == CATEGORICAL:
+                _code_index(x[:, j], p, self.names[j])
+
+    @property
+    def dequantised(self) -> bool:
+        """True when a feature is ``zero_inflated`` or ``discrete`` (numpy only, no bridge)."""
+        return any(k in DEQUANTISED_KINDS for k in self.kinds)
 
     # -------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "kinds": list(self.kinds), "params": self.params}
+        return {
+            "names": list(self.names),
+            "kinds": list(self.kinds),
+            "params": [dict(p) for p in self.params],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Scaler:
@@ -174,6 +294,165 @@ class Scaler:
         )
 
 
+def check_bridgeable(s: Scaler) -> None:
+    """Raise ``ValueError`` when ``s`` has a ``zero_inflated`` or ``discrete`` feature.
+
+    Those maps are numpy only: their forward needs the whole data-space row (the noise hash)
+    and their densities are dequantisation bounds, so no exact change of variables links two
+    such scalings. Call it where a :class:`Scaler` is about to be used with torch.
+    """
+    bad = [n for n, k in zip(s.names, s.kinds, strict=True) if k in _NUMPY_KINDS]
+    if bad:
+        raise ValueError(f"{_NOT_BRIDGEABLE} (features {bad})")
+
+
+# ---------------------------------------------------------------------- fitting helpers
+def _fit_categorical(col: np.ndarray, name: str) -> dict[str, float]:
+    """The integer codes of a ``categorical`` column, saved as ``code_0``, ``code_1``, ..."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(col) & (col == np.floor(col)))
+    if bad.any():
+        raise ValueError(
+            f"categorical {name!r}: {int(bad.sum())} of {len(col)} values are not integer "
+            f"codes (e.g. {col[bad][0]!r}); encode the categories as integers (eras 0, 1, ...)"
+        )
+    codes = np.unique(col)
+    return {"n_codes": float(len(codes)), **{f"code_{i}": float(c) for i, c in enumerate(codes)}}
+
+
+def _codes(p: Mapping[str, float]) -> np.ndarray:
+    return np.array([p[f"code_{i}"] for i in range(int(p["n_codes"]))])
+
+
+def _code_index(col: np.ndarray, p: Mapping[str, float], name: str) -> np.ndarray:
+    """Position of each value among the training codes; unseen codes raise."""
+    codes = _codes(p)
+    index = np.clip(np.searchsorted(codes, col), 0, len(codes) - 1)
+    unseen = codes[index] != col
+    if unseen.any():
+        values = sorted({float(v) for v in col[unseen]})
+        shown = ", ".join(f"{v:g}" for v in values[:5])
+        raise ValueError(
+            f"categorical {name!r}: code(s) {shown} not seen in training "
+            f"({int(unseen.sum())} of {len(col)} rows; known codes "
+            f"{', '.join(f'{c:g}' for c in codes)}); unseen categories are never clamped: "
+            "select these events out or retrain with them"
+        )
+    return index
+
+
+def _constant_error(name: str, value: Any) -> ValueError:
+    return ValueError(
+        f"feature {name!r} is constant in the training data ({value!r}); a "
+        "flow cannot learn a density for it: drop it from the features"
+    )
+
+
+def _option(spec: Mapping[str, Any], key: str, default: float, name: str) -> float:
+    """A positive, finite spec option."""
+    value = float(spec.get(key, default))
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(
+            f"{spec['kind']} scaling of {name!r}: {key!r} must be positive and finite, "
+            f"got {spec.get(key)!r}"
+        )
+    return value
+
+
+def _fit_zero_inflated(col: np.ndarray, spec: Mapping[str, Any], name: str) -> dict[str, float]:
+    bad = int(np.sum(~(np.isfinite(col) & (col >= 0))))
+    if bad:
+        raise _domain_error(name, "zero_inflated", bad, len(col), "finite x >= 0")
+    pos = col[col > 0]
+    if not len(pos):
+        raise ValueError(
+            f"feature {name!r}: its 'zero_inflated' scaling needs positive values, but all "
+            f"{len(col)} training values are 0: drop it from the features"
+        )
+    offset = _option(spec, "offset", float(np.median(pos)), name)
+    width = _option(spec, "width", _ZI_WIDTH, name)
+    y = np.log1p(pos / offset)
+    loc, scale = float(y.mean()), float(y.std())
+    if not (scale > 0 and pos.min() < pos.max()):
+        raise ValueError(
+            f"feature {name!r}: the positive values of its 'zero_inflated' scaling are all "
+            f"equal ({float(pos[0])!r}); a flow cannot learn a density for them: use "
+            "'discrete' or drop the feature"
+        )
+    at_zero = -loc / scale
+    smallest = (float(y.min()) - loc) / scale
+    return {
+        "loc": loc,
+        "scale": scale,
+        "offset": offset,
+        "width": width,
+        "threshold": max(at_zero, smallest - _ZI_GAP),
+        "zero_fraction": 1.0 - len(pos) / len(col),
+    }
+
+
+def _fit_discrete(col: np.ndarray, spec: Mapping[str, Any], name: str) -> dict[str, float]:
+    bad = int(np.sum(~_domain(col, "discrete", {})))
+    if bad:
+        raise _domain_error(name, "discrete", bad, len(col), "finite integers")
+    var = float(col.var())
+    if not (var > 0 and col.min() < col.max()):
+        raise _constant_error(name, col[0])
+    p = {"loc": float(col.mean()) + 0.5, "scale": float(np.sqrt(var + 1.0 / 12.0))}
+    for bound in ("low", "high"):
+        if spec.get(bound) is not None:
+            value = float(spec[bound])
+            if not (np.isfinite(value) and value == np.floor(value)):
+                raise ValueError(
+                    f"discrete scaling of {name!r}: {bound!r} must be a finite integer, "
+                    f"got {spec[bound]!r}"
+                )
+            p[bound] = value
+    if "low" in p and "high" in p and not p["high"] >= p["low"]:
+        raise ValueError(f"discrete scaling of {name!r} needs high >= low, got {p}")
+    return p
+
+
+# ---------------------------------------------------------------------- dequantisation noise
+def _mix(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def row_hash(x: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
+    """A 64-bit hash of each row of ``x`` (and of ``key``), shape ``(N,)``, dtype uint64.
+
+    A function of the row's float64 bit patterns only (``-0.0`` and ``0.0`` hash alike), so the
+    same row gives the same hash in any batch, order or chunking.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected a (N, D) matrix to hash, got shape {x.shape}")
+    blocks = [x]
+    if key is not None:
+        k = np.asarray(key, dtype=np.float64)
+        k = k.reshape(len(k), -1) if k.ndim != 2 else k
+        if len(k) != len(x):
+            raise ValueError(f"key has {len(k)} rows for {len(x)} rows of features")
+        blocks.append(k)
+    h = np.full(len(x), _SEED, dtype=np.uint64)
+    gamma = np.uint64(_GAMMA)
+    for block in blocks:
+        bits = np.ascontiguousarray(block + 0.0).view(np.uint64)  # + 0.0: -0.0 -> 0.0
+        for j in range(bits.shape[1]):
+            h = _mix((h ^ bits[:, j]) + gamma)
+    return h
+
+
+def _uniform(h: np.ndarray, j: int) -> np.ndarray:
+    """The noise of feature ``j`` for rows with hash ``h``: uniform in [1e-6, 1 - 1e-6]."""
+    v = _mix(h + np.uint64(((j + 1) * _GAMMA) & _MASK64))
+    u = ((v >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53  # in (0, 1)
+    return _U_EDGE + (1.0 - 2.0 * _U_EDGE) * u
+
+
 # ---------------------------------------------------------------------- array-module math
 def _domain_error(name: str, kind: str, count: int, total: int, domain: str) -> ValueError:
     return ValueError(
@@ -184,21 +463,37 @@ def _domain_error(name: str, kind: str, count: int, total: int, domain: str) -> 
 
 def _domain(col: np.ndarray, kind: str, p: Mapping[str, float]) -> np.ndarray:
     """Which values of one column the feature map accepts (``log``: x > 0; ``logit``: inside
-    (low, high); other kinds: everything)."""
+    (low, high); ``zero_inflated``: x >= 0; ``discrete``: finite integers; other kinds:
+    everything)."""
     if kind == "log":
         return col > 0
     if kind == "logit":
         return (col > p["low"]) & (col < p["high"])
+    if kind == "zero_inflated":
+        return col >= 0
+    if kind == "discrete":
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(col) & (col == np.floor(col))
+    if kind == CATEGORICAL:
+        return np.isin(col, _codes(p))
     return np.ones(col.shape, dtype=bool)
 
 
+def _check_domain(col: np.ndarray, kind: str, p: Mapping[str, float], name: str) -> None:
+    bad = int(np.sum(~_domain(col, kind, p)))
+    if bad:
+        domain = {
+            "log": "x > 0",
+            "zero_inflated": "x >= 0",
+            "discrete": "finite integers",
+        }.get(kind) or f"({p['low']:.6g}, {p['high']:.6g})"
+        raise _domain_error(name, kind, bad, len(col), domain)
+
+
 def _pre(col: Any, kind: str, p: Mapping[str, float], xp: Any, *, name: str = "") -> Any:
-    """The fixed (non-standardising) part of a feature map."""
+    """The fixed (non-standardising) part of a feature map (not the dequantised kinds)."""
     if xp is np and kind in ("log", "logit"):
-        bad = int(np.sum(~_domain(col, kind, p)))
-        if bad:
-            domain = "x > 0" if kind == "log" else f"({p['low']:.6g}, {p['high']:.6g})"
-            raise _domain_error(name, kind, bad, len(col), domain)
+        _check_domain(col, kind, p, name)
     if kind == "log":
         return xp.log(col)
     if kind == "logit":
@@ -211,20 +506,56 @@ def _column(x: Any, j: int) -> Any:
     return x[:, j]
 
 
-def forward(s: Scaler, x: Any, xp: Any) -> Any:
-    """``Scaler`` forward map written for array module ``xp`` (numpy or torch)."""
-    cols = []
+def _numpy_only(s: Scaler, xp: Any) -> bool:
+    """True when ``s`` has dequantised or categorical columns; raises when ``xp`` is not
+    numpy then."""
+    if not any(k in _NUMPY_KINDS for k in s.kinds):
+        return False
+    if xp is not np:
+        check_bridgeable(s)
+    return True
+
+
+def forward(s: Scaler, x: Any, xp: Any, *, key: Any = None) -> Any:
+    """``Scaler`` forward map written for array module ``xp`` (numpy or torch; dequantised
+    kinds: numpy only, ``x`` the full ``(N, D)`` matrix, ``key`` see :meth:`Scaler.forward`)."""
+    h = row_hash(x, key) if _numpy_only(s, xp) and s.dequantised else None
+    cols: list[Any] = []
     for j, (kind, p) in enumerate(zip(s.kinds, s.params, strict=True)):
-        pre = _pre(_column(x, j), kind, p, xp, name=s.names[j])
+        col = _column(x, j)
+        if kind == CATEGORICAL:  # one-hot: a column per code
+            index = _code_index(col, p, s.names[j])
+            cols.extend((index == i).astype(np.float64) for i in range(int(p["n_codes"])))
+            continue
+        if h is not None and kind in DEQUANTISED_KINDS:
+            _check_domain(col, kind, p, s.names[j])
+            u = _uniform(h, j)
+            if kind == "zero_inflated":
+                positive = (np.log1p(col / p["offset"]) - p["loc"]) / p["scale"]
+                cols.append(np.where(col > 0, positive, p["threshold"] - p["width"] * u))
+            else:
+                cols.append((col + u - p["loc"]) / p["scale"])
+            continue
+        pre = _pre(col, kind, p, xp, name=s.names[j])
         cols.append((pre - p["loc"]) / p["scale"])
     return xp.stack(cols, 1) if cols else x
 
 
 def inverse(s: Scaler, z: Any, xp: Any) -> Any:
-    """``Scaler`` inverse map for array module ``xp``."""
-    cols = []
+    """``Scaler`` inverse map for array module ``xp`` (dequantised kinds: numpy only)."""
+    _numpy_only(s, xp)
+    cols: list[Any] = []
+    offsets = np.cumsum([0, *s.widths])
     for j, (kind, p) in enumerate(zip(s.kinds, s.params, strict=True)):
-        t = _column(z, j) * p["scale"] + p["loc"]
+        if kind == CATEGORICAL:  # the code of the largest one-hot entry
+            block = z[:, offsets[j] : offsets[j + 1]]
+            cols.append(_codes(p)[np.argmax(block, axis=1)])
+            continue
+        zj = _column(z, int(offsets[j]))
+        if kind in DEQUANTISED_KINDS:
+            cols.append(_inverse_dequantised(zj, kind, p))
+            continue
+        t = zj * p["scale"] + p["loc"]
         if kind == "log":
             t = xp.exp(t)
         elif kind == "logit":
@@ -233,11 +564,29 @@ def inverse(s: Scaler, z: Any, xp: Any) -> Any:
     return xp.stack(cols, 1) if cols else z
 
 
+def _inverse_dequantised(z: np.ndarray, kind: str, p: Mapping[str, float]) -> np.ndarray:
+    """Inverse of ``zero_inflated`` (``z < threshold -> 0.0``) and ``discrete`` (floor)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # huge z: inf, as for the other kinds
+        t = z * p["scale"] + p["loc"]
+        if kind == "zero_inflated":
+            positive = p["offset"] * np.expm1(np.maximum(t, 0.0))
+            return np.where(z < p["threshold"], 0.0, positive) + 0.0  # + 0.0: no -0.0
+        t = np.floor(t)
+        if "low" in p or "high" in p:
+            t = np.clip(t, p.get("low", -np.inf), p.get("high", np.inf))
+        return t
+
+
 def log_abs_det(s: Scaler, x: Any, xp: Any) -> Any:
-    """``log |det J_forward(x)|`` per row for array module ``xp``."""
+    """``log |det J_forward(x)|`` per row for array module ``xp`` (dequantised kinds: numpy
+    only; a zero of a ``zero_inflated`` feature contributes ``log(width)``, see the module
+    docstring)."""
+    _numpy_only(s, xp)
     total = 0.0 * _column(x, 0) if len(s.kinds) else None
     for j, (kind, p) in enumerate(zip(s.kinds, s.params, strict=True)):
         col = _column(x, j)
+        if kind == CATEGORICAL:  # a condition, not a density variable: no Jacobian
+            continue
         term = -float(np.log(p["scale"])) + 0.0 * col
         if kind == "log":
             term = term - xp.log(col)
@@ -245,5 +594,9 @@ def log_abs_det(s: Scaler, x: Any, xp: Any) -> Any:
             width = p["high"] - p["low"]
             u = (col - p["low"]) / width
             term = term - xp.log(u) - xp.log1p(-u) - float(np.log(width))
+        elif kind == "zero_inflated":
+            _check_domain(col, kind, p, s.names[j])
+            positive = term - np.log(p["offset"] + col)
+            term = np.where(col > 0, positive, float(np.log(p["width"])))
         total = total + term
     return total

@@ -37,6 +37,7 @@ from .columns import (
     resolve_column,
     to_float,
 )
+from .density import condition_field
 from .modelcache import CACHE_SIZE, ModelCache, cache_info, clear_model_cache
 from .morpher import Morpher, load
 
@@ -68,12 +69,12 @@ class _MorphPartition:
         transform: MorphTransform,
         depths: tuple[int, ...],
         n_inputs: int,
-        target_value: float | None,
+        target_values: tuple[float | None, ...],
     ) -> None:
         self.transform = transform
         self.depths = depths
         self.n_inputs = n_inputs
-        self.target_value = target_value
+        self.target_values = target_values
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         t = self.transform
@@ -87,7 +88,7 @@ class _MorphPartition:
             t.batch_size,
             self.depths,
             self.n_inputs,
-            self.target_value,
+            self.target_values,
         )
 
     @property
@@ -104,8 +105,8 @@ class _MorphPartition:
             )
             return ak.Array(empty.layout.to_typetracer(forget_length=True))
         t = self.transform
-        x, ctx, layout = t.prepare(arrays, self.depths, self.n_inputs, self.target_value)
-        return t.postprocess(t.numpy_call(x, ctx), layout)
+        x, cond, target, layout = t.prepare(arrays, self.depths, self.n_inputs, self.target_values)
+        return t.postprocess(t.numpy_call(x, cond, target), layout)
 
 
 # ----------------------------------------------------------------------------- transform
@@ -177,7 +178,7 @@ class MorphTransform:
                 f"model must be a Morpher or the path of a saved model, got {type(model).__name__}"
             )
         self.features: list[str] = list(model.features)
-        self.condition_name: str | None = model.condition
+        self.condition_names: list[str] = list(model.conditions)
         self._between = bool(model.between_conditions)
 
         if inputs is None:  # a model trained on field paths (e.g. "FatJet.mass") reads them
@@ -197,28 +198,23 @@ class MorphTransform:
             check_spec(inputs[f], f"inputs[{f!r}]")
         self.inputs: dict[str, ColumnSpec] = {f: inputs[f] for f in self.features}
 
-        if self.condition_name is None and condition is not None:
-            raise ValueError("the model is not conditional; do not pass condition=")
-        if self.condition_name is not None and condition is None:
-            raise ValueError(
-                f"the model is conditional on {self.condition_name!r}: pass condition= (a field "
-                "path such as 'mjj', or a callable events -> one value per event or object)"
-            )
-        if condition is not None:
-            check_spec(condition, "condition")
         self.condition = condition
+        self.conditions = self._condition_specs(condition, "condition")
         if self._between and target_condition is None:
             raise ValueError(
                 "the model maps between condition values: pass target_condition= (a number, a "
-                "field path or a callable)"
+                "field path or a callable; a mapping {condition: ...} for several conditions)"
             )
         if not self._between and target_condition is not None:
             raise ValueError(
                 "target_condition= is only for between-condition models (fit_condition_morpher)"
             )
-        if target_condition is not None and not isinstance(target_condition, int | float):
-            check_spec(target_condition, "target_condition")
         self.target_condition = target_condition
+        self.target_conditions = (
+            {}
+            if target_condition is None
+            else self._condition_specs(target_condition, "target_condition", numbers=True)
+        )
 
         if not isinstance(suffix, str) or not suffix:
             raise ValueError(
@@ -243,6 +239,47 @@ class MorphTransform:
 
         self._config_bytes, self._weights = model.payload()
         self.model_hash = hashlib.sha256(self._config_bytes + b"\0" + self._weights).hexdigest()
+
+    def _condition_specs(self, given: Any, what: str, *, numbers: bool = False) -> dict[str, Any]:
+        """``condition=`` / ``target_condition=`` as ``{condition name: source}`` in the
+        model's order: a mapping, or one source (a path, a callable; a number for targets)
+        when the model has one condition."""
+        names = self.condition_names
+        if not names:
+            if given is not None:
+                raise ValueError(f"the model is not conditional; do not pass {what}=")
+            return {}
+        if given is None:
+            raise ValueError(
+                f"the model is conditional on {condition_field(names)!r}: pass {what}= (a field "
+                "path such as 'mjj', or a callable events -> one value per event or object"
+                + (
+                    "; a mapping {name: path or callable} for several conditions)"
+                    if len(names) > 1
+                    else ")"
+                )
+            )
+        if isinstance(given, Mapping):
+            missing = [n for n in names if n not in given]
+            extra = [k for k in given if k not in names]
+            if missing or extra:
+                raise ValueError(
+                    f"{what} must name each condition of the model exactly once: {names}"
+                    + (f"; missing: {missing}" if missing else "")
+                    + (f"; not conditions of the model: {extra}" if extra else "")
+                )
+            specs = {n: given[n] for n in names}
+        elif len(names) == 1:
+            specs = {names[0]: given}
+        else:
+            raise ValueError(
+                f"the model has conditions {names}: pass {what}= as a mapping "
+                "{condition: field path or callable}"
+            )
+        for name, spec in specs.items():
+            if not (numbers and isinstance(spec, int | float) and not isinstance(spec, bool)):
+                check_spec(spec, f"{what}[{name!r}]" if len(names) > 1 else what)
+        return specs
 
     def __repr__(self) -> str:
         cond = f", condition={self.condition!r}" if self.condition is not None else ""
@@ -295,20 +332,15 @@ class MorphTransform:
             )
         cols = [resolve_column(events, self.inputs[f], f, "input") for f in self.features]
         conds = []
-        if self.condition is not None:
-            conds.append(
-                resolve_column(events, self.condition, str(self.condition_name), "condition")
-            )
-        target_value = None
-        if self.target_condition is not None:
-            if isinstance(self.target_condition, int | float):
-                target_value = float(self.target_condition)
+        for name, spec in self.conditions.items():
+            conds.append(resolve_column(events, spec, name, "condition"))
+        target_values: list[float | None] = []
+        for name, spec in self.target_conditions.items():
+            if isinstance(spec, int | float):
+                target_values.append(float(spec))
             else:
-                conds.append(
-                    resolve_column(
-                        events, self.target_condition, str(self.condition_name), "target condition"
-                    )
-                )
+                target_values.append(None)
+                conds.append(resolve_column(events, spec, name, "target condition"))
         depth = cols[0].depth
         mixed = [c.name for c in cols if c.depth != depth]
         if mixed:
@@ -327,7 +359,7 @@ class MorphTransform:
                 )
         arrays = [c.array for c in (*cols, *conds)]
         depths = tuple(c.depth for c in (*cols, *conds))
-        fn = _MorphPartition(self, depths, len(cols), target_value)
+        fn = _MorphPartition(self, depths, len(cols), tuple(target_values))
         morphed = _maybe_map_partitions(fn, *arrays)
         if is_dask(events):
             import dask_awkward as dak
@@ -348,11 +380,12 @@ class MorphTransform:
         arrays: tuple[Any, ...],
         depths: tuple[int, ...],
         n_inputs: int,
-        target_value: float | None,
-    ) -> tuple[np.ndarray, list[np.ndarray], Layout]:
-        """Stage 1: concrete columns (inputs, condition, target condition) -> rows and their
-        conditions. None becomes NaN (the NaN policy); an event-level condition is broadcast
-        to the objects of jagged inputs."""
+        target_values: tuple[float | None, ...],
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, Layout]:
+        """Stage 1: concrete columns (inputs, conditions, target-condition columns) -> rows,
+        their ``(N, k)`` conditions and targets (None when the model has none). None becomes
+        NaN (the NaN policy); event-level conditions are broadcast to the objects of jagged
+        inputs; constant targets (``target_values``) fill their columns."""
         t = self
         jagged = bool(depths[0])
         names = t.features
@@ -372,7 +405,7 @@ class MorphTransform:
             cols.append(to_float(arr, name, what="input", none_as_nan=True))
         x = np.stack(cols, axis=1) if cols else np.zeros((0, 0))
         layout = Layout(len(x), counts)
-        ctx = []
+        columns = []
         for arr, depth in zip(arrays[n_inputs:], depths[n_inputs:], strict=True):
             if depth:
                 arr, n_obj = flatten(arr)
@@ -384,31 +417,42 @@ class MorphTransform:
             values = to_float(arr, "condition", what="condition", none_as_nan=True)
             if jagged and not depth:
                 values = broadcast_to_objects(values, layout)
-            ctx.append(values)
-        if target_value is not None:
-            ctx.append(np.full(len(x), target_value))
-        return x, ctx, layout
+            columns.append(values)
+        k = len(self.condition_names)
+        cond = np.stack(columns[:k], axis=1) if k else None
+        target = None
+        if target_values:
+            given = iter(columns[k:])
+            target = np.stack(
+                [next(given) if v is None else np.full(len(x), v) for v in target_values], axis=1
+            )
+        return x, cond, target, layout
 
-    def numpy_call(self, x: np.ndarray, ctx: list[np.ndarray]) -> np.ndarray:
+    def numpy_call(
+        self, x: np.ndarray, condition: np.ndarray | None = None, target: np.ndarray | None = None
+    ) -> np.ndarray:
         """Stage 2: morph the rows that can be morphed; the others are NaN (the NaN policy)."""
         y = np.full(x.shape, np.nan)
         if len(x) == 0:
             return y
         good = np.isfinite(x).all(axis=1)
-        for c in ctx:
-            good &= np.isfinite(c)
         morpher = self.morpher
         good &= morpher.scaler.in_domain(x)
-        if morpher.condition_scaler is not None:
-            for c in ctx:
-                good &= morpher.condition_scaler.in_domain(c[:, None])
+        for c in (condition, target):
+            if c is not None:
+                finite = np.isfinite(c).all(axis=1)
+                good &= finite
+                if morpher.condition_scaler is not None:
+                    # an unseen category is an error for the whole job, not a NaN row
+                    morpher.condition_scaler.check_codes(c[finite])
+                    good &= morpher.condition_scaler.in_domain(c)
         if not good.any():
             return y
         kwargs: dict[str, Any] = {}
-        if ctx:
-            kwargs["condition"] = ctx[0][good]
-        if len(ctx) > 1:
-            kwargs["target_condition"] = ctx[1][good]
+        if condition is not None:
+            kwargs["condition"] = condition[good]
+        if target is not None:
+            kwargs["target_condition"] = target[good]
         y[good] = morpher.morph(x[good], batch_size=self.batch_size, **kwargs)
         return y
 

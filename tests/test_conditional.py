@@ -258,18 +258,15 @@ def test_condition_morpher_clamps_both_conditions(cond_morpher):
         m.condition_policy = "clamp"
 
 
-def test_multidimensional_conditions_are_rejected(tiny_conditional_morpher):
+def test_condition_arrays_must_match_the_number_of_conditions(tiny_conditional_morpher):
     """Any conditional morpher will do: the session's tiny one (conftest), not a trained
-    quality model."""
+    quality model. Several conditions are tests/test_conditions.py's."""
     rng = np.random.default_rng(13)
     x = rng.normal(size=(20, 2))
-    data = {"x1": x[:, 0], "x2": x[:, 1], "a": x[:, 0] ** 2, "b": x[:, 1] ** 2}
-    with pytest.raises(TypeError, match="multi-dimensional"):
-        f4f.fit_morpher(data, data, features=FEATURES, condition=["a", "b"])
-    with pytest.raises(TypeError, match="multi-dimensional"):
-        f4f.fit_condition_morpher(data, features=FEATURES, condition=["a", "b"])
     with pytest.raises(ValueError, match="multi-dimensional"):
         tiny_conditional_morpher.morph(x, condition=np.ones((20, 2)))
+    with pytest.raises(ValueError, match=r"2 condition fields given for conditions \['c'\]"):
+        tiny_conditional_morpher.morph({"x": x[:, 0], "y": x[:, 1]}, condition=["c", "d"])
 
 
 # ----------------------------------------------------------------------------- persistence

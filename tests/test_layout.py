@@ -18,6 +18,7 @@ RANK = {
     "datasets": 0,
     "scaling": 1,
     "config": 1,
+    "progress": 1,
     "flows": 2,
     "maps": 3,
     "density": 4,
@@ -31,7 +32,7 @@ RANK = {
     "demo": 9,
     "cli": 10,
 }
-TORCH_FREE = ("columns", "scaling", "config", "datasets", "modelcache", "metrics")
+TORCH_FREE = ("columns", "scaling", "config", "progress", "datasets", "modelcache", "metrics")
 
 
 def _modules() -> list[Path]:

@@ -244,3 +244,327 @@ def test_summary_is_json_and_sensible():
 def test_metrics_import_does_not_import_torch():
     code = "import sys, coffea_f4f.metrics; sys.exit(int('torch' in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# event weights
+# ---------------------------------------------------------------------------------------------
+RTOL = 1e-12
+
+
+def _int_weighted(seed: int, n: int = 300, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated events with integer weights 1..3 (and a few exact ties)."""
+    rng = np.random.default_rng(seed)
+    mix = np.array([[1.0, 0.6, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 1.0]])[:d, :d]
+    x = rng.normal(size=(n, d)) @ mix
+    x[:20, 1] = x[20:40, 1]  # ties in one column
+    return x, rng.integers(1, 4, size=n)
+
+
+def _with_cancelling_pairs(x: np.ndarray, seed: int, k: int = 40) -> tuple[np.ndarray, ...]:
+    """``x`` (unit weights) plus ``k`` events present twice, with weights +w and -w."""
+    rng = np.random.default_rng(seed)
+    extra = rng.normal(scale=2.0, size=(k, x.shape[1]))
+    w_extra = rng.uniform(0.5, 3.0, size=k)
+    xs = np.concatenate([x, extra, extra])
+    ws = np.concatenate([np.ones(len(x)), w_extra, -w_extra])
+    perm = rng.permutation(len(xs))
+    return xs[perm], ws[perm]
+
+
+def test_unit_weights_match_no_weights():
+    a, _ = _int_weighted(30)
+    b, _ = _int_weighted(31, n=400)
+    b = b + 0.2
+    ones_a, ones_b = np.ones(len(a)), np.ones(len(b))
+    np.testing.assert_allclose(
+        metrics.wasserstein(a, b, weights_a=ones_a, weights_b=ones_b),
+        metrics.wasserstein(a, b),
+        rtol=RTOL,
+    )
+    np.testing.assert_allclose(
+        metrics.wasserstein_floor(b, weights=ones_b, seed=3),
+        metrics.wasserstein_floor(b, seed=3),
+        rtol=RTOL,
+    )
+    got = metrics.correlation_difference(a, b, weights_a=ones_a, weights_b=ones_b)
+    want = metrics.correlation_difference(a, b)
+    for key in ("pearson", "spearman"):
+        np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=1e-14)
+    tx = np.tanh(a) * 2.0
+    assert metrics.transport_ratio(a, tx, weights=ones_a) == pytest.approx(
+        metrics.transport_ratio(a, tx), rel=1e-9
+    )
+
+
+def test_weighted_w1_matches_scipy_for_non_negative_weights():
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(32)
+    a, b = rng.normal(size=(500, 2)), rng.normal(0.3, 1.5, size=(700, 2))
+    wa, wb = rng.uniform(0.0, 2.0, size=500), rng.exponential(size=700)
+    want = [wasserstein_distance(a[:, j], b[:, j], wa, wb) for j in range(2)]
+    mean_b = wb @ b / wb.sum()
+    std_b = np.sqrt(wb @ (b - mean_b) ** 2 / wb.sum())
+    np.testing.assert_allclose(
+        metrics.wasserstein(a, b, weights_a=wa, weights_b=wb), np.array(want) / std_b, rtol=RTOL
+    )
+
+
+def test_integer_weights_equal_duplicated_events():
+    a, wa = _int_weighted(33)
+    b, wb = _int_weighted(34, n=350)
+    b = 1.3 * b + 0.4
+    a_dup, b_dup = np.repeat(a, wa, axis=0), np.repeat(b, wb, axis=0)
+
+    np.testing.assert_allclose(
+        metrics.wasserstein(a, b, weights_a=wa, weights_b=wb),
+        metrics.wasserstein(a_dup, b_dup),
+        rtol=RTOL,
+    )
+    got = metrics.correlation_difference(a, b, weights_a=wa, weights_b=wb)
+    want = metrics.correlation_difference(a_dup, b_dup)
+    for key in ("pearson", "spearman"):
+        np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=1e-14)
+    assert got["max_abs_spearman"] == pytest.approx(want["max_abs_spearman"], rel=RTOL)
+
+    tx = a + 0.3 * np.sin(3.0 * a[:, ::-1])
+    assert metrics.transport_ratio(a, tx, weights=wa) == pytest.approx(
+        metrics.transport_ratio(a_dup, np.repeat(tx, wa, axis=0), max_points=len(a_dup)),
+        rel=RTOL,
+    )
+    dist = metrics.distance_moved(a, tx)
+    assert np.average(dist, weights=wa) == pytest.approx(
+        metrics.distance_moved(a_dup, np.repeat(tx, wa, axis=0)).mean(), rel=RTOL
+    )
+
+
+def test_summary_integer_weights_equal_duplicated_events_where_exact():
+    # C2ST excluded here: literally duplicated rows leak across the cross-validation folds
+    # (a held-out event's twin is in the training folds), so only the weighted form is right.
+    a, wa = _int_weighted(35, n=200, d=2)
+    t, wt = _int_weighted(36, n=220, d=2)
+    t = t + 0.5
+    morphed = a + 0.5
+    got = metrics.summary(a, morphed, t, source_weights=wa, target_weights=wt, standardize=True)
+    want = metrics.summary(
+        np.repeat(a, wa, axis=0),
+        np.repeat(morphed, wa, axis=0),
+        np.repeat(t, wt, axis=0),
+        standardize=True,
+    )
+    json.dumps(got, allow_nan=False)
+    assert got["weighted"] is True
+    assert want["weighted"] is False
+    assert got["n_source"] == len(a)
+    assert got["n_eff_source"] == pytest.approx(wa.sum() ** 2 / (wa**2).sum(), rel=RTOL)
+    assert want["n_eff_target"] == wt.sum()
+    for key in ("w1_before", "w1_after"):
+        np.testing.assert_allclose(got[key], want[key], rtol=RTOL)
+    for key in ("max_abs_pearson_after", "max_abs_spearman_before", "distance_mean"):
+        assert got[key] == pytest.approx(want[key], rel=RTOL), key
+    assert got["distance_std"] == pytest.approx(want["distance_std"], rel=1e-9, abs=1e-12)
+    assert got["transport_ratio"] == pytest.approx(want["transport_ratio"], rel=1e-9)
+    rows = dict(metrics.summary_rows(got, ["x", "y"]))
+    assert "effective events (weighted)" in rows
+    assert "effective events (weighted)" not in dict(metrics.summary_rows(want, ["x", "y"]))
+
+
+def test_c2st_integer_weights_act_like_the_weighted_distribution():
+    rng = np.random.default_rng(200)
+    a = rng.normal(size=(1500, 2))
+    w = np.where(a[:, 0] > 0, 2, 1)  # weighted density: N(0, 1) with twice the mass at x0 > 0
+    fresh = rng.normal(size=(4000, 2))  # a fresh sample of that density, by rejection
+    fresh = fresh[(fresh[:, 0] > 0) | (rng.uniform(size=4000) < 0.5)][:1500]
+    auc_w, sigma_w = metrics.c2st_auc(a, fresh, weights_a=w)
+    auc_raw, sigma = metrics.c2st_auc(a, fresh)
+    assert auc_raw > 0.5 + 5 * sigma, auc_raw
+    assert abs(auc_w - 0.5) < 2 * sigma_w, (auc_w, sigma_w)
+
+
+def test_c2st_weighted_sigma_uses_effective_sizes():
+    rng = np.random.default_rng(37)
+    a, b = rng.normal(size=(200, 2)), rng.normal(size=(200, 2))
+    wa = rng.uniform(0.0, 3.0, size=200)
+    n_a = wa.sum() ** 2 / (wa**2).sum()
+    _, sigma = metrics.c2st_auc(a, b, weights_a=wa, folds=2)
+    assert sigma == pytest.approx(math.sqrt((n_a + 200 + 1) / (12 * n_a * 200)), rel=RTOL)
+    # unit weights: the effective sizes are the counts
+    _, sigma_1 = metrics.c2st_auc(a, b, weights_b=np.ones(200), folds=2)
+    assert sigma_1 == pytest.approx(math.sqrt(401 / (12 * 200 * 200)), rel=RTOL)
+
+
+def test_cancelling_signed_weights_leave_statistics_unchanged():
+    a, _ = _int_weighted(38)
+    b, _ = _int_weighted(39, n=400)
+    b = 0.8 * b - 0.3
+    a_s, wa_s = _with_cancelling_pairs(a, seed=40)
+    b_s, wb_s = _with_cancelling_pairs(b, seed=41)
+    assert (wa_s < 0).any()
+    assert (wb_s < 0).any()
+    np.testing.assert_allclose(
+        metrics.wasserstein(a_s, b_s, weights_a=wa_s, weights_b=wb_s),
+        metrics.wasserstein(a, b),
+        rtol=RTOL,
+    )
+    got = metrics.correlation_difference(a_s, b_s, weights_a=wa_s, weights_b=wb_s)
+    want = metrics.correlation_difference(a, b)
+    for key in ("pearson", "spearman"):
+        np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=1e-13)
+    dist = metrics.distance_moved(a_s, a_s * 1.5)
+    assert np.average(dist, weights=wa_s) == pytest.approx(
+        metrics.distance_moved(a, a * 1.5).mean(), rel=RTOL
+    )
+    floor = metrics.wasserstein_floor(b_s, weights=wb_s, seed=0)  # defined, if noisier
+    assert floor.shape == (3,)
+    assert np.isfinite(floor).all()
+
+
+def test_weighted_w1_of_a_reweighted_sample_matches_its_target():
+    rng = np.random.default_rng(42)
+    a = rng.normal(0.0, 1.0, size=20000)
+    target = rng.normal(0.5, 1.0, size=20000)
+    w = norm.pdf(a, loc=0.5) / norm.pdf(a, loc=0.0)
+    raw = metrics.wasserstein(a, target)[0]
+    weighted = metrics.wasserstein(a, target, weights_a=w)[0]
+    assert raw == pytest.approx(0.5, abs=0.04)
+    assert weighted < 0.05, weighted
+    assert weighted < raw / 5, (raw, weighted)
+    # reweighting the target instead, back to N(0, 1)
+    back = metrics.wasserstein(a, target, weights_b=norm.pdf(target) / norm.pdf(target, loc=0.5))
+    assert back[0] < 0.05
+
+
+def test_signed_weights_w1_and_correlations_subtract_a_component():
+    # N(0, 1) written as [N(0, 1) + N(4, 1)] - N(4, 1): the signed sample is N(0, 1) again
+    rng = np.random.default_rng(43)
+    core = rng.normal(size=(20000, 2))
+    bump_plus = rng.normal(size=(10000, 2)) + 4.0
+    bump_minus = rng.normal(size=(10000, 2)) + 4.0
+    x = np.concatenate([core, bump_plus, bump_minus])
+    w = np.concatenate([np.ones(30000), -np.ones(10000)])
+    target = rng.normal(size=(20000, 2))
+    signed = metrics.wasserstein(x, target, weights_a=w)
+    absolute = metrics.wasserstein(x, target, weights_a=np.abs(w))
+    assert (signed < 0.06).all(), signed
+    assert (absolute > 1.0).all(), absolute
+    corr = metrics.correlation_difference(x, target, weights_a=w)
+    assert corr["max_abs_pearson"] < 0.06
+    assert corr["max_abs_spearman"] < 0.06
+
+
+def _signed(n: int) -> np.ndarray:
+    w = np.ones(n)
+    w[::7] = -0.5
+    return w
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda w: metrics.c2st_auc(_gauss(60, 2, 1), _gauss(60, 2, 2), weights_a=w), "weights_a"),
+        (lambda w: metrics.c2st_auc(_gauss(60, 2, 1), _gauss(60, 2, 2), weights_b=w), "weights_b"),
+        (
+            lambda w: metrics.transport_ratio(_gauss(60, 2, 1), _gauss(60, 2, 2), weights=w),
+            "weights",
+        ),
+        (
+            lambda w: metrics.summary(
+                _gauss(60, 2, 1), _gauss(60, 2, 2), _gauss(60, 2, 3), source_weights=w
+            ),
+            "source_weights",
+        ),
+        (
+            lambda w: metrics.summary(
+                _gauss(60, 2, 1), _gauss(60, 2, 2), _gauss(60, 2, 3), target_weights=w
+            ),
+            "target_weights",
+        ),
+    ],
+)
+def test_negative_weights_raise_with_advice_where_undefined(call, name):
+    with pytest.raises(ValueError, match=rf"^{name} has 9 negative weights") as err:
+        call(_signed(60))
+    msg = str(err.value)
+    assert "np.abs(w)" in msg, msg
+    assert "metrics.wasserstein" in msg, msg
+
+
+_BAD_WEIGHTS = [
+    (np.ones(59), "shape"),
+    (np.ones((60, 1)), "shape"),
+    (np.where(np.arange(60) == 3, np.nan, 1.0), "NaN/inf"),
+    (np.where(np.arange(60) == 3, np.inf, 1.0), "NaN/inf"),
+    (np.zeros(60), "sums to 0"),
+    (np.concatenate([np.ones(30), -np.ones(30)]), "sums to 0"),
+    (np.concatenate([np.ones(20), -np.ones(40)]), "sums to -20"),
+    (["a"] * 60, "numeric"),
+]
+_WEIGHTED_CALLS = {  # id: (call, argument name, whether signed weights are allowed)
+    "wasserstein-a": (
+        lambda w: metrics.wasserstein(_gauss(60, 2, 1), _gauss(60, 2, 2), weights_a=w),
+        "weights_a",
+        True,
+    ),
+    "wasserstein-b": (
+        lambda w: metrics.wasserstein(_gauss(60, 2, 1), _gauss(60, 2, 2), weights_b=w),
+        "weights_b",
+        True,
+    ),
+    "floor": (lambda w: metrics.wasserstein_floor(_gauss(60, 2, 1), weights=w), "weights", True),
+    "corr-a": (
+        lambda w: metrics.correlation_difference(_gauss(60, 2, 1), _gauss(60, 2, 2), weights_a=w),
+        "weights_a",
+        True,
+    ),
+    "corr-b": (
+        lambda w: metrics.correlation_difference(_gauss(60, 2, 1), _gauss(60, 2, 2), weights_b=w),
+        "weights_b",
+        True,
+    ),
+    "c2st-b": (
+        lambda w: metrics.c2st_auc(_gauss(60, 2, 1), _gauss(60, 2, 2), weights_b=w),
+        "weights_b",
+        False,
+    ),
+    "transport": (
+        lambda w: metrics.transport_ratio(_gauss(60, 2, 1), _gauss(60, 2, 2), weights=w),
+        "weights",
+        False,
+    ),
+    "summary-target": (
+        lambda w: metrics.summary(
+            _gauss(60, 2, 1), _gauss(60, 2, 2), _gauss(60, 2, 3), target_weights=w
+        ),
+        "target_weights",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(("weights", "match"), _BAD_WEIGHTS)
+@pytest.mark.parametrize("which", list(_WEIGHTED_CALLS))
+def test_bad_weights_raise_naming_the_argument(which, weights, match):
+    call, name, signed = _WEIGHTED_CALLS[which]
+    if not signed and isinstance(weights, np.ndarray) and (weights < 0).any():
+        match = "negative weights"  # refused before the sum is looked at
+    with pytest.raises(ValueError, match=rf"^{name} .*{match}"):
+        call(weights)
+
+
+def test_weighted_spread_errors():
+    x = _gauss(50, 2, seed=44)
+    x[:, 1] = np.where(np.arange(50) < 10, 7.0, x[:, 1])
+    w = np.where(np.arange(50) < 10, 1.0, 0.0)  # only events with a constant column 1 count
+    with pytest.raises(ValueError, match=r"zero spread in feature column\(s\) \[1\]"):
+        metrics.wasserstein(_gauss(50, 2, seed=45), x, weights_b=w)
+    with pytest.raises(ValueError, match="zero spread"):
+        metrics.correlation_difference(x, x, weights_a=w)
+    # signed weights with a negative weighted variance: the spread is undefined
+    y = np.array([[-1.0], [1.0], [0.0], [0.1]])
+    with pytest.raises(ValueError, match="variance <= 0"):
+        metrics.wasserstein(y, y, weights_b=np.array([-1.0, -1.0, 2.5, 1.0]))
+    # one half of a signed sample with no positive total: the floor is undefined
+    z = np.arange(8.0)
+    with pytest.raises(ValueError, match="half of b has a total weight <= 0"):
+        metrics.wasserstein_floor(z, weights=np.array([1, 1, 1, 1, -1, -1, -1, 4.0]), seed=0)

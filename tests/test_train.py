@@ -139,10 +139,14 @@ def test_bad_training_input():
         f4f.fit_density(as_dict(a), features=[])
     with pytest.raises(TypeError, match="list of field names"):
         f4f.fit_density(as_dict(a), features="x")
-    with pytest.raises(ValueError, match="both a feature and the condition"):
+    with pytest.raises(ValueError, match="both a feature and a condition"):
         f4f.fit_density(as_dict(a), features=["x", "y"], condition="y")
-    with pytest.raises(TypeError, match="multi-dimensional"):
+    with pytest.raises(ValueError, match="'x' is both a feature and a condition"):
         f4f.fit_density(as_dict(a), features=["x"], condition=["y", "x"])
+    with pytest.raises(ValueError, match="conditions listed more than once"):
+        f4f.fit_density(as_dict(a), features=["x"], condition=["y", "y"])
+    with pytest.raises(TypeError, match="field name or a list of field names"):
+        f4f.fit_density(as_dict(a), features=["x"], condition=3)
     with pytest.raises(ValueError, match="variant"):
         f4f.fit_morpher(as_dict(a), as_dict(b), features=["x", "y"], variant="sideways")
     with pytest.raises(ValueError, match="penalty_weight"):

@@ -61,7 +61,12 @@ def condition_args(
                 "this model is not conditional; drop --condition-branch and --target-condition"
             )
         return None, None
-    cond = condition_branch or morpher.condition
+    if len(morpher.conditions) > 1:
+        raise CLIError(
+            f"this model has several conditions {morpher.conditions}; apply and evaluate read "
+            "one condition branch: use coffea_f4f.MorphTransform (condition= a mapping) instead"
+        )
+    cond = condition_branch or morpher.conditions[0]
     if not morpher.between_conditions:
         if target_condition is not None:
             raise CLIError(

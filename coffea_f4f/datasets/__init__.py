@@ -1,6 +1,7 @@
-"""Built-in data: the 2D toy shapes of the flows-for-flows paper and a parametric dijet sampler.
+"""Built-in data: the 2D toy shapes of the flows-for-flows paper, a parametric dijet sampler
+and a photon-like tag-and-probe sampler.
 
-Two samplers, both seeded and fully vectorized with numpy:
+Three samplers, all seeded and fully vectorized with numpy:
 
 - :func:`toy` draws the two-dimensional shapes used in the flows-for-flows paper
   (arXiv:2309.06472), such as ``"star"``, ``"fourcircles"``, ``"checkerboard"``,
@@ -9,6 +10,8 @@ Two samplers, both seeded and fully vectorized with numpy:
   :data:`DIJET_FIELDS`) from a physics-motivated parametric model. Its ``"sim"`` and ``"data"``
   kinds differ the way two event generators do, with an mjj-dependent difference that goes beyond
   the one-dimensional marginals, so that there is something real to morph.
+- :func:`photons` draws photons with conditions (pt, eta, rho, era), shower shapes and
+  zero-inflated isolations, sim with signed MC weights (:mod:`~coffea_f4f.datasets.photon_sampler`).
 
 :func:`dijet_fatjets` adds FatJet four-vectors to the :func:`dijet` events and
 :func:`write_dijet_nanoaod` writes them as a NanoAOD-schema ROOT file.
@@ -33,17 +36,41 @@ from __future__ import annotations
 
 from .dijets import DIJET_FIELDS, DIJET_KINDS, SIDEBANDS, SIGNAL_REGION, dijet, in_bands
 from .nanoaod import dijet_fatjets, write_dijet_nanoaod
+from .photon_sampler import (
+    BARREL_ETA_MAX,
+    ENDCAP_ETA_MAX,
+    ENDCAP_ETA_MIN,
+    ERA_FRACTIONS,
+    ERAS,
+    PHOTON_CONDITIONS,
+    PHOTON_FEATURES,
+    PHOTON_FIELDS,
+    PHOTON_KINDS,
+    PHOTON_ZERO_FRACTIONS,
+    photons,
+)
 from .toys import TOY_NAMES, toy
 
 __all__ = [
+    "BARREL_ETA_MAX",
     "DIJET_FIELDS",
     "DIJET_KINDS",
+    "ENDCAP_ETA_MAX",
+    "ENDCAP_ETA_MIN",
+    "ERAS",
+    "ERA_FRACTIONS",
+    "PHOTON_CONDITIONS",
+    "PHOTON_FEATURES",
+    "PHOTON_FIELDS",
+    "PHOTON_KINDS",
+    "PHOTON_ZERO_FRACTIONS",
     "SIDEBANDS",
     "SIGNAL_REGION",
     "TOY_NAMES",
     "dijet",
     "dijet_fatjets",
     "in_bands",
+    "photons",
     "toy",
     "write_dijet_nanoaod",
 ]

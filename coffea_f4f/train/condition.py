@@ -14,7 +14,16 @@ from ..density import DensityModel
 from ..maps import ConditionMap
 from ..morpher import Morpher
 from .density import train_density
-from .inputs import Scaling, check_density, check_names, condition_range, extract, fit_scalers
+from .inputs import (
+    Scaling,
+    as_conditions,
+    check_density,
+    check_names,
+    condition_range,
+    extract,
+    extract_weights,
+    fit_scalers,
+)
 from .loop import Callback, Salt, Term, require_checkpoint, split, train_stage
 
 __all__ = ["fit_condition_morpher"]
@@ -24,12 +33,14 @@ def fit_condition_morpher(
     data: Any,
     *,
     features: Sequence[str],
-    condition: str,
+    condition: str | Sequence[str],
+    weights: Any = None,
     density: FlowConfig = FlowConfig(),
     flow: FlowConfig = FlowConfig(),
     train: TrainConfig = TrainConfig(),
     density_model: DensityModel | None = None,
     scaling: Scaling = "standard",
+    condition_scaling: Scaling | None = None,
     density_train: TrainConfig | None = None,
     callback: Callback | None = None,
 ) -> Morpher:
@@ -41,16 +52,20 @@ def fit_condition_morpher(
     ``a`` is likely under ``q(. | b)`` for ``b`` drawn from the other events' conditions. By
     construction ``T(.; b, a)`` is the exact inverse of ``T(.; a, b)``.
 
+    ``weights`` (a field name or ``(N,)`` array, signed) weight the likelihood of both stages.
+    ``condition`` may be a list of fields: the map is then between condition *vectors*.
     Apply with ``morpher.morph(x, condition=a, target_condition=b)``.
     """
     if condition is None:
         raise ValueError("fit_condition_morpher needs condition= (the field to morph between)")
     features = check_names(features, condition)
-    check_density(density_model, features, condition, "density_model")
+    conditions = as_conditions(condition)
+    check_density(density_model, features, conditions, "density_model")
     require_checkpoint(train, ["density", "morph"])
-    x, c = extract(data, features, condition, "data")
+    x, c = extract(data, features, conditions, "data")
+    w = extract_weights(data, weights, features, "data")
     assert c is not None
-    scaler, cscaler = fit_scalers([x], [c], features, condition, scaling)
+    scaler, cscaler = fit_scalers([x], [c], features, conditions, scaling, condition_scaling)
     assert cscaler is not None
     q = (
         density_model
@@ -59,7 +74,7 @@ def fit_condition_morpher(
             x,
             c,
             features=features,
-            condition=condition,
+            conditions=conditions,
             scaler=scaler,
             cscaler=cscaler,
             flow_cfg=density,
@@ -68,12 +83,14 @@ def fit_condition_morpher(
             stage="density",
             callback=callback,
             salt=Salt.CONDITION_DENSITY,
+            weights=w,
         )
     )
     base = flows.FlowAsBase(
         q.flow, here=scaler, there=q.scaler, here_context=cscaler, there_context=q.condition_scaler
     )
-    spec = {"kind": "condition", "dim": len(features), "context_dim": 1, "flow": flow.to_dict()}
+    cdim = cscaler.width  # a categorical condition is several one-hot columns
+    spec = {"kind": "condition", "dim": len(features), "context_dim": cdim, "flow": flow.to_dict()}
     shared: dict[str, torch.Generator] = {}
 
     def seed_pairs(gen: torch.Generator) -> None:  # pairs drawn from the checkpointed stream
@@ -81,7 +98,8 @@ def fit_condition_morpher(
 
     def build() -> torch.nn.Module:
         return ConditionMap(
-            flows.build_layers(len(features), flow, context_dim=1, identity_init=True)
+            flows.build_layers(len(features), flow, context_dim=cdim, identity_init=True),
+            context_dim=cdim,
         )
 
     def terms(module: torch.nn.Module, device: str) -> list[Term]:
@@ -94,7 +112,7 @@ def fit_condition_morpher(
             y, ld = module(xb, cb, target_c)
             return -(base.log_prob(y, target_c) + ld)
 
-        data = split(scaler.forward(x), cscaler.forward(c), train, device, Salt.CONDITION_SPLIT)
+        data = split(scaler.forward(x), cscaler.forward(c), train, device, Salt.CONDITION_SPLIT, w)
         return [Term(term, data)]
 
     module, history = train_stage(
@@ -110,7 +128,7 @@ def fit_condition_morpher(
     )
     return Morpher(
         features=features,
-        condition=condition,
+        condition=conditions,
         module=module,
         map_spec=spec,
         scaler=scaler,

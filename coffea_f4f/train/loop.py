@@ -3,9 +3,9 @@
 It trains any ``nn.Module`` on a sum of likelihood :class:`Term` s and knows nothing of
 densities or morphs (those are the fits in :mod:`coffea_f4f.train`). Adam with a cosine
 learning-rate schedule per step, gradient clipping, a validation split with early stopping that
-restores the best state, a tqdm progress bar, seeded reproducibility, a checkpoint after every
-epoch and an exact resume from it. :func:`train_stage` is the ritual every stage of a fit goes
-through. See DESIGN-NOTES.md, "Training loop".
+restores the best state, a progress bar (:mod:`coffea_f4f.progress`), seeded reproducibility,
+a checkpoint after every epoch and an exact resume from it. :func:`train_stage` is the ritual
+every stage of a fit goes through. See DESIGN-NOTES.md, "Training loop".
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
+import functools
 import math
 import os
 import time
@@ -24,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import flows
 from ..config import TrainConfig
+from ..progress import progress_bar
 
 __all__ = [
     "Callback",
@@ -42,6 +43,7 @@ __all__ = [
     "stage_checkpoint",
     "train_stage",
     "val_loss",
+    "weighted_mean",
 ]
 
 Callback = Callable[[int, dict], Any]
@@ -61,15 +63,36 @@ class Salt(enum.IntEnum):
     CONDITION_DENSITY = 6
     CONDITION_MORPH_INIT = 7
     CONDITION_SPLIT = 8
+    SWITCH_DENSITY = 9
 
 
 @dataclass
 class Split:
+    """The training and validation rows of one dataset (on the training device), and their
+    event weights when the dataset is weighted."""
+
     train: tuple[torch.Tensor, torch.Tensor | None]
     val: tuple[torch.Tensor, torch.Tensor | None] | None
+    train_weights: torch.Tensor | None = None
+    val_weights: torch.Tensor | None = None
+
+    @functools.cached_property
+    def mean_weight(self) -> float:
+        """Mean training weight (1 unweighted): the fallback normaliser of a batch whose
+        weights sum to <= 0."""
+        return 1.0 if self.train_weights is None else float(self.train_weights.mean())
 
 
-def split(x, c, cfg: TrainConfig, device: str, salt: int) -> Split:
+def split(
+    x: np.ndarray,
+    c: np.ndarray | None,
+    cfg: TrainConfig,
+    device: str,
+    salt: int,
+    weights: np.ndarray | None = None,
+) -> Split:
+    """Shuffle (seeded by ``cfg.seed`` and ``salt``), cap at ``cfg.max_events`` and split off
+    ``cfg.val_fraction`` for validation."""
     rng = np.random.default_rng([cfg.seed, int(salt)])
     idx = rng.permutation(len(x))
     if cfg.max_events is not None:
@@ -78,11 +101,33 @@ def split(x, c, cfg: TrainConfig, device: str, salt: int) -> Split:
     if cfg.val_fraction > 0 and len(idx) - n_val < 1:
         raise ValueError(f"too few events ({len(idx)}) for val_fraction={cfg.val_fraction}")
 
-    def t(a, sel):
+    def t(a: np.ndarray | None, sel: np.ndarray) -> torch.Tensor | None:
         return None if a is None else torch.as_tensor(a[sel], dtype=torch.float32, device=device)
 
     tr, va = idx[n_val:], idx[:n_val]
-    return Split(train=(t(x, tr), t(c, tr)), val=(t(x, va), t(c, va)) if n_val else None)
+    return Split(
+        train=(_req(t(x, tr)), t(c, tr)),
+        val=(_req(t(x, va)), t(c, va)) if n_val else None,
+        train_weights=t(weights, tr),
+        val_weights=t(weights, va) if n_val else None,
+    )
+
+
+def _req(a: torch.Tensor | None) -> torch.Tensor:
+    assert a is not None
+    return a
+
+
+def weighted_mean(nll: torch.Tensor, w: torch.Tensor | None, fallback: float) -> torch.Tensor:
+    """``sum(w * nll) / sum(w)`` of one batch (the plain mean when unweighted). Signed weights
+    count with their sign; a batch whose weights sum to <= 0 (possible with many negative
+    weights in a small batch) is normalised by ``len(batch) * fallback`` instead (the
+    dataset's mean weight), so its gradient keeps the right sign."""
+    if w is None:
+        return nll.mean()
+    total = w.sum()
+    norm = total if float(total) > 0 else torch.as_tensor(len(w) * fallback, dtype=nll.dtype)
+    return (w * nll).sum() / norm
 
 
 # ----------------------------------------------------------------------------- loop
@@ -108,6 +153,7 @@ def epoch_indices(n: int, n_max: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def val_loss(terms: Sequence[Term], chunk: int = 65536) -> float | None:
+    """Sum over the terms of the (weighted) mean validation loss."""
     if any(t.data.val is None for t in terms):
         return None
     total = 0.0
@@ -115,11 +161,13 @@ def val_loss(terms: Sequence[Term], chunk: int = 65536) -> float | None:
         for term in terms:
             assert term.data.val is not None  # checked above
             x, c = term.data.val
+            w = term.data.val_weights
             s = 0.0
             for i in range(0, len(x), chunk):
                 cc = None if c is None else c[i : i + chunk]
-                s += float(term.fn(x[i : i + chunk], cc).sum())
-            total += s / len(x)
+                nll = term.fn(x[i : i + chunk], cc)
+                s += float(nll.sum() if w is None else (w[i : i + chunk] * nll).sum())
+            total += s / (len(x) if w is None else float(w.sum()))
     return total
 
 
@@ -172,14 +220,12 @@ def run_loop(
         gen_hook(gen)
 
     n_param = flows.count_parameters(model)
-    bar = tqdm(
-        total=cfg.epochs * steps,
+    bar = progress_bar(
+        cfg.epochs * steps,
         initial=state["epoch"] * steps,
         desc=desc,
-        disable=not cfg.progress,
         unit="step",
-        dynamic_ncols=True,
-        leave=True,
+        show=cfg.progress,
     )
     bar.set_postfix_str(f"{n_param} params")
     t_start = time.perf_counter() - state["seconds"]
@@ -193,8 +239,11 @@ def run_loop(
                 for term, order in zip(terms, orders, strict=True):
                     sel = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
                     x, c = term.data.train
+                    w = term.data.train_weights
                     sel = sel.to(x.device)
-                    loss = loss + term.fn(x[sel], None if c is None else c[sel]).mean()
+                    nll = term.fn(x[sel], None if c is None else c[sel])
+                    batch_w = None if w is None else w[sel]
+                    loss = loss + weighted_mean(nll, batch_w, term.data.mean_weight)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"{desc}: the training loss became {float(loss)} at epoch "

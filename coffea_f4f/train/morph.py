@@ -10,6 +10,8 @@ flow ``M`` (source -> target):
   density).
 - ``base_transfer``: no morph flow: encode with the source density flow, decode with the target
   density flow.
+- ``switch``: no morph flow either: one density of the union of both datasets with a sample
+  label (0 source, 1 target) as its last condition; encode with 0, decode with 1.
 
 ``penalty="l1"|"l2"`` adds ``penalty_weight`` times the mean L1 / squared L2 distance moved (in
 the scaled space) to each term. ``identity_init=True`` starts ``M`` as the exact identity.
@@ -17,18 +19,29 @@ the scaled space) to each term. ``identity_init=True`` starts ``M`` as the exact
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import flows
 from ..config import PENALTIES, VARIANTS, FlowConfig, TrainConfig
 from ..density import DensityModel
-from ..maps import BaseTransferMap, FlowMap, build_map
+from ..maps import BaseTransferMap, FlowMap, SwitchMap, build_map
 from ..morpher import Morpher
+from ..scaling import Scaler
 from .density import train_density
-from .inputs import Scaling, check_density, check_names, condition_range, extract, fit_scalers
+from .inputs import (
+    Scaling,
+    as_conditions,
+    check_density,
+    check_names,
+    condition_range,
+    extract,
+    extract_weights,
+    fit_scalers,
+)
 from .loop import Callback, Salt, Term, require_checkpoint, split, train_stage
 
 __all__ = ["fit_morpher"]
@@ -50,16 +63,18 @@ def _check_variant(variant: str, penalty: str | None, penalty_weight: float) -> 
         raise ValueError(f"penalty={penalty!r} needs penalty_weight > 0")
     if penalty_weight < 0:
         raise ValueError("penalty_weight must be >= 0")
-    if penalty is not None and variant == "base_transfer":
-        raise ValueError("a movement penalty has no effect on base_transfer (nothing is trained)")
+    if penalty is not None and variant in ("base_transfer", "switch"):
+        raise ValueError(
+            f"a movement penalty has no effect on {variant} (no morph flow is trained)"
+        )
 
 
 def _base_transfer(
     q_s: DensityModel,
     q_t: DensityModel,
     features: list[str],
-    condition: str | None,
-    condition_range: list[float] | None,
+    conditions: list[str],
+    condition_range: list[list[float]] | None,
 ) -> Morpher:
     """The base-transfer morph of two densities (copies of their flows). When the densities
     scale the condition differently (trained apart), the spec records both scalings and the
@@ -67,7 +82,7 @@ def _base_transfer(
     spec: dict[str, Any] = {
         "kind": "base_transfer",
         "dim": len(features),
-        "context_dim": len(q_s.conditions),
+        "context_dim": 0 if q_s.condition_scaler is None else q_s.condition_scaler.width,
         "source": q_s.flow_config.to_dict(),
         "target": q_t.flow_config.to_dict(),
     }
@@ -83,7 +98,7 @@ def _base_transfer(
     module.target.load_state_dict(q_t.flow.state_dict())
     return Morpher(
         features=features,
-        condition=condition,
+        condition=conditions,
         module=module,
         map_spec=spec,
         scaler=q_s.scaler,
@@ -97,12 +112,88 @@ def _base_transfer(
     )
 
 
+#: the sample label of the switch protocol: the last condition of its density (0 source, 1 target)
+SWITCH_LABEL = "f4f_sample"
+
+
+def _switch(
+    source: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
+    target: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
+    *,
+    features: list[str],
+    conditions: list[str],
+    scaler: Scaler,
+    cscaler: Scaler | None,
+    condition_scaling: Scaling | None,
+    flow_cfg: FlowConfig,
+    cfg: TrainConfig,
+    callback: Callback | None,
+) -> Morpher:
+    """The CMS production protocol: one density of both datasets with the sample label as an
+    extra condition; the morph encodes with the source label and decodes with the target's."""
+    if SWITCH_LABEL in conditions:
+        raise ValueError(f"{SWITCH_LABEL!r} is the switch variant's own label; rename that field")
+    (xs, cs, ws), (xt, ct, wt) = source, target
+    weights = None
+    if ws is not None or wt is not None:  # an unweighted side counts 1 per event
+        weights = np.concatenate(
+            [np.ones(len(xs)) if ws is None else ws, np.ones(len(xt)) if wt is None else wt]
+        )
+    label = np.concatenate([np.zeros(len(xs)), np.ones(len(xt))])[:, None]
+    both = None if cs is None or ct is None else np.concatenate([cs, ct])
+    c = label if both is None else np.concatenate([both, label], axis=1)
+    kinds: dict[str, Any] = (
+        dict(condition_scaling)
+        if isinstance(condition_scaling, Mapping)
+        else dict.fromkeys(conditions, condition_scaling or "standard")
+    )
+    lscaler = Scaler.fit(c, [*conditions, SWITCH_LABEL], {**kinds, SWITCH_LABEL: "identity"})
+    q = train_density(
+        np.concatenate([xs, xt]),
+        c,
+        features=features,
+        conditions=[*conditions, SWITCH_LABEL],
+        scaler=scaler,
+        cscaler=lscaler,
+        flow_cfg=flow_cfg,
+        cfg=cfg,
+        desc="density (switch)",
+        stage="density",
+        callback=callback,
+        salt=Salt.SWITCH_DENSITY,
+        weights=weights,
+    )
+    spec = {
+        "kind": "switch",
+        "dim": len(features),
+        "context_dim": 0 if cscaler is None else cscaler.width,
+        "flow": flow_cfg.to_dict(),
+    }
+    module = build_map(spec)
+    assert isinstance(module, SwitchMap)
+    module.density.load_state_dict(q.flow.state_dict())
+    return Morpher(
+        features=features,
+        condition=conditions,
+        module=module,
+        map_spec=spec,
+        scaler=scaler,
+        condition_scaler=cscaler,
+        variant="switch",
+        history={"density": q.history},
+        source_density=q,
+        info={"identity_init": False, "condition_range": condition_range(cs, ct)},
+    )
+
+
 def fit_morpher(
     source: Any,
     target: Any,
     *,
     features: Sequence[str],
-    condition: str | None = None,
+    condition: str | Sequence[str] | None = None,
+    source_weights: Any = None,
+    target_weights: Any = None,
     variant: str = "bidirectional",
     penalty: str | None = None,
     penalty_weight: float = 0.0,
@@ -113,6 +204,7 @@ def fit_morpher(
     source_density: DensityModel | None = None,
     target_density: DensityModel | None = None,
     scaling: Scaling = "standard",
+    condition_scaling: Scaling | None = None,
     density_train: TrainConfig | None = None,
     callback: Callback | None = None,
 ) -> Morpher:
@@ -122,9 +214,14 @@ def fit_morpher(
         source, target: awkward records (flat or jagged, as for :func:`fit_density`),
             mappings or DataFrames of field -> array, or ``(N, D)`` arrays.
         features: field names to morph, in order.
-        condition: a field present in both, each event is morphed at its own value (the same
-            condition on both sides), or None.
-        variant: ``"bidirectional"`` (default), ``"unidirectional"`` or ``"base_transfer"``.
+        condition: a field present in both (or a list of them: a condition vector), each
+            event is morphed at its own value (the same condition on both sides), or None.
+        source_weights, target_weights: event weights of each dataset, a field name or an
+            ``(N,)`` array; signed (negative weights count negatively). Each dataset's loss
+            term is ``sum(w * nll) / sum(w)``, in training, validation and early stopping.
+        variant: ``"bidirectional"`` (default), ``"unidirectional"``, ``"base_transfer"`` or
+            ``"switch"`` (one density of both datasets with a sample label as extra
+            condition; the CMS production protocol).
         penalty: None, ``"l1"`` or ``"l2"``: penalise the distance moved (scaled space).
         penalty_weight: weight of the penalty (> 0 when a penalty is set).
         identity_init: start the morph flow as the exact identity.
@@ -134,6 +231,8 @@ def fit_morpher(
         source_density, target_density: already trained densities (from :func:`fit_density`)
             to use instead of training new ones; their own scalings are bridged exactly.
         scaling: preprocessing of the morph space, fitted on source and target together.
+        condition_scaling: preprocessing per condition (default ``"standard"``), fitted on
+            both.
         density_train: training settings of the densities (default: ``train``).
         callback: called after each epoch of each stage as ``callback(epoch, logs)``.
 
@@ -141,22 +240,49 @@ def fit_morpher(
         A :class:`~coffea_f4f.morpher.Morpher`.
     """
     features = check_names(features, condition)
+    conditions = as_conditions(condition)
     _check_variant(variant, penalty, penalty_weight)
-    check_density(source_density, features, condition, "source_density")
-    check_density(target_density, features, condition, "target_density")
+    check_density(source_density, features, conditions, "source_density")
+    check_density(target_density, features, conditions, "target_density")
     dtrain = density_train or train
     require_checkpoint(train, ["source_density", "target_density", "morph"])
 
-    xs, cs = extract(source, features, condition, "source")
-    xt, ct = extract(target, features, condition, "target")
+    xs, cs = extract(source, features, conditions, "source")
+    xt, ct = extract(target, features, conditions, "target")
+    ws = extract_weights(source, source_weights, features, "source")
+    wt = extract_weights(target, target_weights, features, "target")
     scaler, cscaler = fit_scalers(
-        [xs, xt], None if cs is None or ct is None else [cs, ct], features, condition, scaling
+        [xs, xt],
+        None if cs is None or ct is None else [cs, ct],
+        features,
+        conditions,
+        scaling,
+        condition_scaling,
     )
 
+    if variant == "switch":
+        if source_density is not None or target_density is not None:
+            raise ValueError(
+                "variant='switch' trains one density of both datasets; it takes no "
+                "source_density / target_density"
+            )
+        return _switch(
+            (xs, cs, ws),
+            (xt, ct, wt),
+            features=features,
+            conditions=conditions,
+            scaler=scaler,
+            cscaler=cscaler,
+            condition_scaling=condition_scaling,
+            flow_cfg=density,
+            cfg=dtrain,
+            callback=callback,
+        )
+
     densities = {}
-    for name, x, c, given, salt in (
-        ("source_density", xs, cs, source_density, Salt.SOURCE_DENSITY),
-        ("target_density", xt, ct, target_density, Salt.TARGET_DENSITY),
+    for name, x, c, w, given, salt in (
+        ("source_density", xs, cs, ws, source_density, Salt.SOURCE_DENSITY),
+        ("target_density", xt, ct, wt, target_density, Salt.TARGET_DENSITY),
     ):
         densities[name] = (
             given
@@ -165,7 +291,7 @@ def fit_morpher(
                 x,
                 c,
                 features=features,
-                condition=condition,
+                conditions=conditions,
                 scaler=scaler,
                 cscaler=cscaler,
                 flow_cfg=density,
@@ -174,13 +300,14 @@ def fit_morpher(
                 stage=name,
                 callback=callback,
                 salt=salt,
+                weights=w,
             )
         )
     q_s, q_t = densities["source_density"], densities["target_density"]
     if variant == "base_transfer":
-        return _base_transfer(q_s, q_t, features, condition, condition_range(cs, ct))
+        return _base_transfer(q_s, q_t, features, conditions, condition_range(cs, ct))
 
-    cdim = 0 if condition is None else 1
+    cdim = 0 if cscaler is None else cscaler.width  # one-hot categorical columns included
     base_t = flows.FlowAsBase(
         q_t.flow,
         here=scaler,
@@ -217,7 +344,7 @@ def fit_morpher(
         out = [
             Term(
                 scored(base_s, flows.from_base),  # target -> source, under the source
-                split(zt, czt, train, device, Salt.TARGET_SPLIT),
+                split(zt, czt, train, device, Salt.TARGET_SPLIT, wt),
             )
         ]
         if variant == "bidirectional":
@@ -227,7 +354,7 @@ def fit_morpher(
                 0,
                 Term(
                     scored(base_t, flows.to_base),  # source -> target
-                    split(zs, czs, train, device, Salt.SOURCE_SPLIT),
+                    split(zs, czs, train, device, Salt.SOURCE_SPLIT, ws),
                 ),
             )
         return out
@@ -244,7 +371,7 @@ def fit_morpher(
     )
     return Morpher(
         features=features,
-        condition=condition,
+        condition=conditions,
         module=module,
         map_spec=spec,
         scaler=scaler,
