@@ -98,7 +98,8 @@ class TrainConfig(_DictMixin):
             restore the best state (``None``: run all epochs, keep the best state).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         seed: seeds the data split, the shuffling and the network initialisation.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (:mod:`coffea_f4f.progress`; ``COFFEA_F4F_PROGRESS=0``
+            turns every bar off).
         checkpoint: a file path; the full training state is written there after each epoch.
         resume: continue from ``checkpoint`` if it exists (or from this path, if a string).
         num_threads: torch intra-op threads while training (``None``: leave torch's setting).

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "as_matrix",
     "c2st_auc",
     "correlation_difference",
     "distance_moved",
@@ -75,7 +76,7 @@ C2ST_CLASSIFIER_PARAMS: dict[str, Any] = {
 # --------------------------------------------------------------------------------------------
 # input validation
 # --------------------------------------------------------------------------------------------
-def _as_2d(x: Any, name: str, *, min_events: int = 1) -> np.ndarray:
+def as_matrix(x: Any, name: str, *, min_events: int = 1) -> np.ndarray:
     """Return ``x`` as a finite float64 ``(N, D)`` array or raise ValueError.
 
     Awkward record arrays and mappings of name -> array are stacked field by field (in their
@@ -122,8 +123,8 @@ def _same_dims(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
 
 
 def _paired(x: Any, tx: Any, name_x: str = "x", name_tx: str = "tx") -> tuple[np.ndarray, ...]:
-    xa = _as_2d(x, name_x)
-    ta = _as_2d(tx, name_tx)
+    xa = as_matrix(x, name_x)
+    ta = as_matrix(tx, name_tx)
     if xa.shape != ta.shape:
         raise ValueError(
             f"{name_x} and {name_tx} must have the same shape (event i of {name_tx} is the image "
@@ -285,8 +286,8 @@ def c2st_auc(
     if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
         raise ValueError(f"folds must be an integer >= 2; got {folds!r}")
     folds = int(folds)
-    xa = _as_2d(a, "a")
-    xb = _as_2d(b, "b")
+    xa = as_matrix(a, "a")
+    xb = as_matrix(b, "b")
     _same_dims(xa, xb, "a", "b")
     why = "the classifier test (a fit with sample_weight)"
     wa = _weights(weights_a, len(xa), "weights_a", signed=False, why=why)
@@ -414,8 +415,8 @@ def wasserstein(
             ``b``, a constant feature in ``b`` (or a weighted variance <= 0) or bad weights
             (wrong length, NaN/inf, sum <= 0).
     """
-    xa = _as_2d(a, "a")
-    xb = _as_2d(b, "b", min_events=2)
+    xa = as_matrix(a, "a")
+    xb = as_matrix(b, "b", min_events=2)
     _same_dims(xa, xb, "a", "b")
     wa = _weights(weights_a, len(xa), "weights_a", signed=True)
     wb = _weights(weights_b, len(xb), "weights_b", signed=True)
@@ -452,7 +453,7 @@ def wasserstein_floor(
         ValueError: on malformed input, NaN/inf, fewer than 4 events, a constant feature, bad
             weights, or a half whose weights sum to <= 0.
     """
-    xb = _as_2d(b, "b", min_events=4)
+    xb = as_matrix(b, "b", min_events=4)
     wb = _weights(weights, len(xb), "weights", signed=True)
     std = _ref_std(xb, "b", weights=wb)
     perm = np.random.default_rng(seed).permutation(len(xb))
@@ -546,8 +547,8 @@ def correlation_difference(
             constant feature (or a weighted variance <= 0) or bad weights (wrong length,
             NaN/inf, sum <= 0).
     """
-    xa = _as_2d(a, "a", min_events=3)
-    xb = _as_2d(b, "b", min_events=3)
+    xa = as_matrix(a, "a", min_events=3)
+    xb = as_matrix(b, "b", min_events=3)
     _same_dims(xa, xb, "a", "b")
     wa = _weights(weights_a, len(xa), "weights_a", signed=True)
     wb = _weights(weights_b, len(xb), "weights_b", signed=True)
@@ -738,7 +739,7 @@ def summary(
         ValueError: on malformed or mismatched input (see the individual metrics).
     """
     src, mor = _paired(source, morphed, "source", "morphed")
-    tgt = _as_2d(target, "target")
+    tgt = as_matrix(target, "target")
     _same_dims(src, tgt, "source", "target")
     why = "summary (its classifier test and optimal transport)"
     ws = _weights(source_weights, len(src), "source_weights", signed=False, why=why)

@@ -1,16 +1,18 @@
 """Comparison plots for morphs: hist + mplhep, talk-ready PNGs.
 
-Every function takes plain numpy arrays, returns the :class:`matplotlib.figure.Figure` it drew
-and, when ``path`` is given, also saves it there (PNG at 150 dpi unless the suffix names another
-format; missing parent directories are created). Figures are made with :mod:`matplotlib.pyplot`
-so they show in notebooks and with ``plt.show()``; nothing is closed, so close the returned
-figure (``plt.close(fig)``) when making many. The backend is not changed: scripts on machines
-without a display get Agg automatically, or set ``MPLBACKEND=Agg``.
+Every function returns the :class:`matplotlib.figure.Figure` it drew and, when ``path`` is
+given, also saves it there (PNG at 150 dpi unless the suffix names another format; missing
+parent directories are created). Figures are made with :mod:`matplotlib.pyplot` so they show in
+notebooks and with ``plt.show()``; nothing is closed, so close the returned figure
+(``plt.close(fig)``) when making many. The backend is not changed: scripts on machines without a
+display get Agg automatically, or set ``MPLBACKEND=Agg``.
 
 The style is mplhep's experiment-neutral ROOT style, applied only while a figure is drawn (the
 global rcParams are left alone); no experiment label is drawn.
 
-- :func:`feature_comparison`: per feature, source / morphed / target histograms and ratios.
+- :func:`feature_comparison`: per feature, source / morphed / target as events per bin width
+  (with units, log-y where the spectrum falls) and their ratios to the target; from arrays or
+  from ``hist.Hist`` histograms.
 - :func:`toy_panels`: 2D toys: source, morphed and target densities, and arrows source ->
   morphed.
 - :func:`distance_histogram`: how far events moved, one histogram per variant.
@@ -21,13 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import _as_2d
+from .metrics import as_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -42,6 +46,15 @@ _SOURCE_COLOR = "#3f90da"  # blue
 _MORPHED_COLOR = "#e42536"  # red
 _TARGET_COLOR = "black"
 _CYCLE = ["#3f90da", "#e42536", "#ffa90e", "#964a8b", "#92dadd", "#bd1f01", "#94a4a2", "#832db6"]
+
+#: Most bins per feature when ``bins`` is not given: sqrt(N) of the smallest sample, at least
+#: 10 and at most this many (then rounded up to a width of 1, 2, 2.5 or 5 x 10^k).
+DEFAULT_BINS = 50
+
+# units that are energies, and feature names that read as a mass or a transverse momentum
+# (mj1, mjj, delta_mj, FatJet.msoftdrop, Jet_pt, met, ht): such spectra get log-y sooner
+_ENERGY_UNITS = ("ev", "kev", "mev", "gev", "tev")
+_MASS_OR_PT = re.compile(r"(^|[._])(m|pt|ht|met|mass)")
 
 
 @contextlib.contextmanager
@@ -86,20 +99,17 @@ def _plot_range(arrays: Sequence[np.ndarray], lo_q: float = 0.1, hi_q: float = 9
     return float(lo), float(hi)
 
 
-def _density(values: np.ndarray, bins: int, lo: float, hi: float) -> tuple[np.ndarray, ...]:
-    """Histogram ``values`` with hist; density and its error, normalised to *all* events.
-
-    Events outside ``[lo, hi)`` count in the normalisation (not in any bin), so a sample with
-    more events in the tails sits lower in range instead of being silently renormalised.
-    """
-    import hist
-
-    h = hist.Hist(hist.axis.Regular(bins, lo, hi), storage=hist.storage.Double())
-    h.fill(values)
-    counts = h.values()
-    edges = h.axes[0].edges
-    norm = len(values) * np.diff(edges)
-    return counts / norm, np.sqrt(counts) / norm, edges
+def _round_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """At most about ``bins`` bins covering ``[lo, hi]``, of a round width (1, 2, 2.5 or
+    5 x 10^k) and starting at a multiple of it, so that the y axis reads "Events / 10 GeV", not
+    "/ 9.37"."""
+    raw = (hi - lo) / bins
+    scale = 10.0 ** math.floor(math.log10(raw))
+    # the next round width up: at most the bins asked for (at least about half of them)
+    width = next(m * scale for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * scale >= raw * (1 - 1e-9))
+    start = math.floor(lo / width + 1e-9) * width
+    n = max(1, math.ceil((hi - start) / width - 1e-9))
+    return start + width * np.arange(n + 1)
 
 
 def _nice_half_range(ratios: Sequence[np.ndarray], rel_err: np.ndarray) -> float:
@@ -117,9 +127,8 @@ def _nice_half_range(ratios: Sequence[np.ndarray], rel_err: np.ndarray) -> float
     return 1.0
 
 
-def _xlabel(name: str, units: Mapping[str, str] | None) -> str:
-    unit = (units or {}).get(name)
-    return f"{name} [{unit}]" if unit else name
+def _with_unit(label: str, unit: str | None) -> str:
+    return f"{label} [{unit}]" if unit else label
 
 
 def _check_labels(labels: Sequence[str], n: int) -> tuple[str, ...]:
@@ -128,156 +137,599 @@ def _check_labels(labels: Sequence[str], n: int) -> tuple[str, ...]:
     return tuple(str(lab) for lab in labels)
 
 
-def _check_bins(bins: int) -> int:
+def _check_bins(bins: Any) -> int:
     if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
         raise ValueError(f"bins must be a positive integer; got {bins!r}")
     return int(bins)
 
 
+def _check_names(names: Any, what: str) -> list[str]:
+    if isinstance(names, str) or not isinstance(names, Sequence | np.ndarray):
+        raise ValueError(f"{what} must be a list of names, not {names!r}")
+    return [str(name) for name in names]
+
+
+def _num(x: float) -> str:
+    """A bin width for a label: 10, 2.5, 0.02."""
+    return f"{x:.4g}"
+
+
 # --------------------------------------------------------------------------------------------
 # feature comparison
 # --------------------------------------------------------------------------------------------
+_SAMPLES = ("source", "morphed", "target")
+
+
+@dataclass(frozen=True)
+class _Binned:
+    """One sample of one feature in bins."""
+
+    values: np.ndarray  # sum of weights per bin
+    variances: np.ndarray  # sum of squared weights per bin
+    total: float  # sum of weights of all events, in range or not: the normalisation
+    weighted: bool  # variances differ from values (Poisson intervals need the weighted form)
+
+
+def _is_hist(obj: Any) -> bool:
+    import boost_histogram as bh  # comes with hist (the [plots] extra)
+
+    return isinstance(obj, bh.Histogram)
+
+
+def _check_hist(h: Any, what: str) -> Any:
+    import boost_histogram as bh
+
+    if h.ndim != 1:
+        names = [getattr(ax, "name", "") or f"axis {i}" for i, ax in enumerate(h.axes)]
+        raise ValueError(
+            f"{what} must be a 1D histogram (one feature); got a {h.ndim}D histogram with axes "
+            f"{names}: project it first, e.g. h.project({names[0]!r})"
+        )
+    if isinstance(h.axes[0], bh.axis.StrCategory | bh.axis.IntCategory | bh.axis.Boolean):
+        raise ValueError(
+            f"{what} has a {type(h.axes[0]).__name__} axis; feature_comparison needs a "
+            "continuous axis (Regular or Variable)"
+        )
+    if h.kind != bh.Kind.COUNT:
+        raise ValueError(
+            f"{what} must count events (Int64, Double or Weight storage); got "
+            f"{h.storage_type.__name__} storage"
+        )
+    return h
+
+
+def _as_hists(x: Any, what: str) -> dict[str, Any] | list[Any] | None:
+    """``x`` as histograms, ``{feature: hist}`` or a list (one per feature); None when ``x``
+    holds no histogram (it is then read as an array)."""
+    if _is_hist(x):
+        return [_check_hist(x, what)]
+    if isinstance(x, Mapping):
+        items = [(str(k), v) for k, v in x.items()]
+    elif isinstance(x, list | tuple):
+        items = [(str(i), v) for i, v in enumerate(x)]
+    else:
+        return None
+    flags = [_is_hist(v) for _, v in items]
+    if not any(flags):
+        return None
+    if not all(flags):
+        raise ValueError(
+            f"{what} mixes histograms and other values; pass a 1D histogram for every feature "
+            "(or an array of events)"
+        )
+    hists = {k: _check_hist(v, f"{what}[{k!r}]") for k, v in items}
+    return hists if isinstance(x, Mapping) else list(hists.values())
+
+
+def _names_of(x: Any, hists: dict[str, Any] | list[Any] | None) -> list[str] | None:
+    """Feature names carried by an input: mapping keys, hist axis names, record fields."""
+    if isinstance(hists, dict):
+        return list(hists)
+    if isinstance(hists, list):
+        names = [str(getattr(h.axes[0], "name", "") or "") for h in hists]
+        return names if all(names) else None
+    if isinstance(x, Mapping):
+        return [str(k) for k in x]
+    fields = getattr(x, "fields", None)
+    return [str(f) for f in fields] if fields else None
+
+
+def _columns(x: Any, hists: Any, what: str, features: list[str]) -> list[Any] | np.ndarray:
+    """One input as a list of 1D histograms (one per feature) or an ``(N, D)`` array."""
+    if isinstance(hists, dict):
+        missing = [f for f in features if f not in hists]
+        if missing:
+            raise ValueError(f"{what} has no histogram for {missing}; it has {list(hists)}")
+        return [hists[f] for f in features]
+    if isinstance(hists, list):
+        if len(hists) != len(features):
+            raise ValueError(
+                f"{what} has {len(hists)} histograms for the {len(features)} features "
+                f"{features}; pass one 1D histogram per feature"
+            )
+        return hists
+    if isinstance(x, Mapping):
+        missing = [f for f in features if f not in x]
+        if missing:
+            raise ValueError(f"{what} has no column {missing}; it has {list(x)}")
+        x = {f: x[f] for f in features}
+    return as_matrix(x, what, min_events=1)
+
+
+def _edges_from(spec: Any, name: str) -> np.ndarray:
+    """Explicit bin edges: a sequence of numbers or a hist axis (anything with ``edges``)."""
+    edges_attr = getattr(spec, "edges", None)
+    try:
+        edges = np.asarray(spec if edges_attr is None else edges_attr, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"bins for {name!r} must be an int, a list of bin edges or a hist axis; got {spec!r}"
+        ) from err
+    if edges.ndim == 0:
+        raise ValueError(
+            f"bins for {name!r} must be an int, a list of bin edges or a hist axis; got {spec!r}"
+        )
+    if (
+        edges.ndim != 1
+        or edges.size < 2
+        or not np.isfinite(edges).all()
+        or not (np.diff(edges) > 0).all()
+    ):
+        raise ValueError(
+            f"bin edges for {name!r} must be at least two finite, strictly increasing numbers; "
+            f"got {spec!r}"
+        )
+    return edges
+
+
+def _feature_edges(
+    name: str, spec: Any, arrays: list[np.ndarray], hists: list[tuple[str, Any]]
+) -> np.ndarray:
+    """The bin edges of one feature: its histograms', else from ``spec`` over ``arrays``."""
+    if hists:
+        if spec is not None:
+            raise ValueError(
+                f"bins for {name!r}: its histograms set the bins; leave bins unset for it"
+            )
+        (first, h0), *others = hists
+        edges = np.asarray(h0.axes[0].edges, dtype=np.float64)
+        for what, h in others:
+            other = np.asarray(h.axes[0].edges, dtype=np.float64)
+            if other.shape != edges.shape or not np.allclose(other, edges, rtol=1e-9, atol=0):
+                raise ValueError(
+                    f"the histograms of {name!r} have different bins: {first} has "
+                    f"{edges.size - 1} over [{edges[0]:g}, {edges[-1]:g}], {what} has "
+                    f"{other.size - 1} over [{other[0]:g}, {other[-1]:g}]; fill them with one axis"
+                )
+        return edges
+    if spec is None:  # ~sqrt(N): 800 events get ~28 bins, not 50 bins of noise
+        spec = int(np.clip(round(math.sqrt(min(len(a) for a in arrays))), 10, DEFAULT_BINS))
+    if isinstance(spec, bool | int | np.integer):
+        lo, hi = _plot_range(arrays)
+        return _round_edges(lo, hi, _check_bins(spec))
+    return _edges_from(spec, name)
+
+
+def _weights(given: Any, column: Any, what: str) -> np.ndarray | None:
+    """Per-event weights of one array input (None: unweighted)."""
+    if given is None:
+        return None
+    if not isinstance(column, np.ndarray):
+        raise ValueError(f"{what} weights go with event arrays; a histogram carries its own")
+    w = np.asarray(given, dtype=np.float64).reshape(-1)
+    if len(w) != len(column) or not np.isfinite(w).all():
+        raise ValueError(
+            f"{what} weights: expected {len(column)} finite values, got {len(w)}"
+            + ("" if np.isfinite(w).all() else " with NaN/inf")
+        )
+    return w
+
+
+def _bin_array(values: np.ndarray, edges: np.ndarray, w: np.ndarray | None = None) -> _Binned:
+    import hist
+
+    if w is None:
+        h = hist.Hist(hist.axis.Variable(edges), storage=hist.storage.Double())
+        h.fill(values)
+        counts = np.asarray(h.values(), dtype=np.float64)
+        return _Binned(counts, counts.copy(), float(len(values)), False)
+    hw = hist.Hist(hist.axis.Variable(edges), storage=hist.storage.Weight())
+    hw.fill(values, weight=w)
+    return _Binned(
+        np.asarray(hw.values(), dtype=np.float64),
+        np.asarray(hw.variances(), dtype=np.float64),
+        float(w.sum()),
+        True,
+    )
+
+
+def _bin_hist(h: Any) -> _Binned:
+    values = np.asarray(h.values(), dtype=np.float64)
+    var = h.variances()  # None: Double storage filled with weights; read as counts
+    variances = values.copy() if var is None else np.asarray(var, dtype=np.float64)
+    weighted = not np.allclose(variances, values)
+    return _Binned(values, variances, float(np.sum(h.values(flow=True))), weighted)
+
+
+def _per_feature(option: Any, name: str) -> Any:
+    return option.get(name) if isinstance(option, Mapping) else option
+
+
+def _check_keys(option: Any, what: str, features: list[str]) -> None:
+    if isinstance(option, Mapping):
+        unknown = [k for k in option if k not in features]
+        if unknown:
+            raise ValueError(f"{what} names {unknown}, which are not features {features}")
+
+
+def _y_axis(edges: np.ndarray, unit: str | None, binwnorm: float | None) -> tuple[Any, str]:
+    """Per-bin factors from counts to what the y axis shows, and the axis label."""
+    widths = np.diff(edges)
+    u = f" {unit}" if unit else ""
+    if binwnorm is None and np.allclose(widths, widths[0], rtol=1e-6, atol=0):
+        return 1.0, f"Events / {_num(widths[0])}{u}"
+    norm = 1.0 if binwnorm is None else binwnorm  # variable bins: events per unit
+    if norm == 1.0:
+        return norm / widths, f"Events / {unit}" if unit else "Events / bin width"
+    return norm / widths, f"Events / {_num(norm)}{u}"
+
+
+def _is_energy_spectrum(name: str, unit: str | None) -> bool:
+    return bool(
+        unit and unit.strip().lower().startswith(_ENERGY_UNITS) and _MASS_OR_PT.search(name.lower())
+    )
+
+
+def _auto_logy(density: np.ndarray, name: str, unit: str | None) -> bool:
+    """A falling spectrum gets log-y: its peak in the lower third of the range and the upper
+    tenth of the range two decades below it (one for a mass or pT in energy units)."""
+    n = density.size
+    if np.count_nonzero(density > 0) < 3:
+        return False
+    peak = int(np.argmax(density))
+    if peak > (n - 1) / 3:
+        return False
+    tail = float(density[-max(1, n // 10) :].mean())
+    level = tail if tail > 0 else float(density[density > 0].min())
+    decades = 1.0 if _is_energy_spectrum(name, unit) else 2.0
+    return bool(density[peak] / level > 10.0**decades)
+
+
+def _check_logy(value: Any) -> bool | str:
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return "auto"
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValueError(f"logy must be True, False or 'auto' (or a mapping of those); got {value!r}")
+
+
+def _check_range(value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"ratio_range must be (low, high); got {value!r}") from err
+    if not (np.isfinite([lo, hi]).all() and hi > lo):
+        raise ValueError(f"ratio_range must be finite (low, high) with low < high; got {value!r}")
+    return lo, hi
+
+
+def _poisson(b: _Binned) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper 68% Poisson (Garwood) errors of the bin contents, via hist."""
+    from hist.intervals import poisson_interval
+
+    interval = poisson_interval(b.values, b.variances if b.weighted else None)
+    return b.values - interval[0], np.nan_to_num(interval[1] - b.values)
+
+
+def _ratio_errors(num: _Binned, scale: float, denom: np.ndarray) -> np.ndarray:
+    """Errors of ``scale * num / denom`` from the numerator's statistics (hist's intervals)."""
+    from hist.intervals import ratio_uncertainty
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if not num.weighted:
+            err = ratio_uncertainty(num.values, denom / scale, uncertainty_type="poisson")
+        else:
+            sym = scale * np.sqrt(num.variances) / denom
+            err = np.stack([sym, sym])
+    return np.where(denom > 0, np.nan_to_num(err), np.nan)
+
+
 def feature_comparison(
-    source: np.ndarray,
-    morphed: np.ndarray,
-    target: np.ndarray,
+    source: Any,
+    morphed: Any,
+    target: Any,
     *,
-    features: list[str],
-    units: dict[str, str] | None = None,
-    bins: int = 50,
+    features: Sequence[str] | None = None,
+    units: Mapping[str, str] | None = None,
+    bins: Any = None,
     path: str | Path | None = None,
     labels: Sequence[str] = ("source", "morphed", "target"),
     ncols: int | None = None,
+    xlabels: Mapping[str, str] | Sequence[str] | None = None,
+    logy: bool | str | Mapping[str, bool | str] = "auto",
+    binwnorm: float | None = None,
+    ratio_range: tuple[float, float] | None = None,
+    source_weights: Any = None,
+    target_weights: Any = None,
 ) -> Figure:
-    """Per-feature histograms of source, morphed and target, with ratio panels.
+    """Per-feature histograms of source, morphed and target, with ratio panels to the target.
 
-    One column per feature. Top: densities (normalised to all events, so events beyond the
-    plotted range, the central 99.8% of all three samples, still count), source as a dashed
-    step, morphed as a solid step and target as black points with statistical errors. Bottom:
-    morphed / target (solid) and source / target (dashed), a grey band for the target's
-    statistical uncertainty and a line at 1.
+    One column per feature. Top: events per bin, source (dashed) and morphed (solid) scaled to
+    the target's number of events (all events count, also those beyond the plotted range),
+    the target as black points with 68% Poisson errors; the y axis reads "Events / 10 GeV"
+    (equal bins) or "Events / GeV" (variable bins or ``binwnorm=1``). Bottom: morphed / target
+    with the morphed sample's statistical error, source / target (dashed), and a grey band
+    for the target's statistical uncertainty; the y axis reads "ratio to <target label>".
 
     Args:
-        source: source events, shape ``(N, D)``.
-        morphed: morphed source events, shape ``(N', D)`` (need not be paired with source).
-        target: target events, shape ``(M, D)``.
-        features: ``D`` feature names, in column order; used as axis labels.
-        units: optional ``{feature: unit}``; the x label becomes ``"name [unit]"``.
-        bins: number of bins per feature.
+        source: source events, shape ``(N, D)`` (or a mapping / awkward record of ``D``
+            columns), or histograms: a 1D ``hist.Hist`` (one feature), a list of ``D`` of
+            them, or ``{feature: hist}``.
+        morphed: morphed source events (need not be paired with source), as ``source``.
+        target: target events, as ``source``.
+        features: ``D`` feature names, in column order. Optional when the inputs name their
+            features (mapping keys, hist axis names, record fields).
+        units: optional ``{feature: unit}``; the x label becomes ``"label [unit]"`` and the y
+            label ``"Events / 10 unit"``. Features missing from it have no unit.
+        bins: per feature (or ``{feature: ...}``): an int (at most about that many bins, of
+            the next round width up, 1, 2, 2.5 or 5 x 10^k, over the central 99.8% of all three
+            samples; default sqrt(N) of the smallest sample, 10 to 50), explicit bin edges, or
+            a ``hist`` axis. Histogram inputs bring their own bins.
         path: where to save the figure (PNG at 150 dpi), or None.
-        labels: legend names of source, morphed and target.
-        ncols: features per row (default: all in one row); more rows are added as needed.
+        labels: legend names of source, morphed and target (the ratio label names the target).
+        ncols: features per row (default: up to 4); more rows are added as needed.
+        xlabels: x-axis labels instead of the feature names: ``{feature: label}`` or one per
+            feature (e.g. ``{"mj1": "$m_{j1}$"}``); the unit is appended.
+        logy: ``True``, ``False`` or ``"auto"`` (per feature with a mapping): auto draws a
+            falling spectrum in log-y (peak in the lower third of the range and the upper tenth
+            two decades lower, one decade for a mass or pT in energy units such as GeV).
+        binwnorm: show events per ``binwnorm`` units of x (``1``: "Events / GeV"); default:
+            events per bin for equal bins, per unit for variable bins.
+        ratio_range: ``(low, high)`` of the ratio panels; default: symmetric around 1, wide
+            enough for 90% of the well-populated bins (others are clipped).
+        source_weights, target_weights: event weights (``(N,)``, signed allowed) of array
+            inputs; the morphed events carry the source weights. Errors are then
+            ``sqrt(sum w^2)`` per bin.
 
     Returns:
         The figure.
 
     Raises:
-        ValueError: on malformed input, mismatched feature counts, NaN/inf or bad options.
+        ValueError: on malformed input, mismatched feature counts, NaN/inf, histograms that are
+            not 1D counts or have different bins per feature, or bad options.
     """
     import matplotlib.pyplot as plt
     import mplhep
 
-    src = _as_2d(source, "source", min_events=1)
-    mor = _as_2d(morphed, "morphed", min_events=1)
-    tgt = _as_2d(target, "target", min_events=1)
-    if isinstance(features, str):
-        raise ValueError(f"features must be a list of names, not the string {features!r}")
-    features = [str(f) for f in features]
-    dims = {"source": src.shape[1], "morphed": mor.shape[1], "target": tgt.shape[1]}
-    if len(set(dims.values())) != 1 or len(features) != src.shape[1]:
+    labels = _check_labels(labels, 3)
+    inputs = {"source": source, "morphed": morphed, "target": target}
+    hists = {what: _as_hists(x, what) for what, x in inputs.items()}
+    if features is None:
+        named = (_names_of(inputs[w], hists[w]) for w in _SAMPLES)
+        features = next((n for n in named if n is not None), None)
+        if features is None:
+            raise ValueError(
+                "features is needed: the inputs do not name their columns; pass one name per "
+                "column, e.g. features=['mj1', 'tau21']"
+            )
+    features = _check_names(features, "features")
+    columns = {w: _columns(inputs[w], hists[w], w, features) for w in _SAMPLES}
+    dims = {w: c.shape[1] for w, c in columns.items() if isinstance(c, np.ndarray)}
+    if any(d != len(features) for d in dims.values()):
         raise ValueError(
             f"features has {len(features)} names but the arrays have feature counts {dims}; "
             "pass one name per column and arrays with the same columns"
         )
-    labels = _check_labels(labels, 3)
-    bins = _check_bins(bins)
+    axis_labels: dict[str, str] = {}
+    if isinstance(xlabels, Mapping):
+        axis_labels = {str(k): str(v) for k, v in xlabels.items()}
+    elif xlabels is not None:
+        names = _check_names(xlabels, "xlabels")
+        if len(names) != len(features):
+            raise ValueError(
+                f"xlabels has {len(names)} labels for the {len(features)} features {features}; "
+                "pass one per feature or a mapping {feature: label}"
+            )
+        axis_labels = dict(zip(features, names, strict=True))
+    _check_keys(bins, "bins", features)
+    _check_keys(logy, "logy", features)
+    logys = {f: _check_logy(_per_feature(logy, f)) for f in features}
+    if binwnorm is not None and (
+        isinstance(binwnorm, bool) or not isinstance(binwnorm, int | float) or not binwnorm > 0
+    ):
+        raise ValueError(f"binwnorm must be a positive number or None; got {binwnorm!r}")
+    fixed_range = None if ratio_range is None else _check_range(ratio_range)
     n_feat = len(features)
     if ncols is None:
-        ncols = n_feat
+        ncols = min(n_feat, 4)
     if isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer or None; got {ncols!r}")
     ncols = min(int(ncols), n_feat)
     nrows = math.ceil(n_feat / ncols)
+    units = dict(units or {})
 
-    with _style():
+    weights = {
+        w: _weights(given, columns[w], w)
+        for w, given in (
+            ("source", source_weights),
+            ("morphed", source_weights),
+            ("target", target_weights),
+        )
+    }
+    # bin everything first: errors surface before a figure is made
+    binned: list[dict[str, _Binned]] = []
+    all_edges: list[np.ndarray] = []
+    for j, name in enumerate(features):
+        arrays = [c[:, j] for c in columns.values() if isinstance(c, np.ndarray)]
+        feature_hists = [(w, c[j]) for w, c in columns.items() if not isinstance(c, np.ndarray)]
+        edges = _feature_edges(name, _per_feature(bins, name), arrays, feature_hists)
+        per = {
+            w: _bin_hist(c[j])
+            if not isinstance(c, np.ndarray)
+            else _bin_array(c[:, j], edges, weights[w])
+            for w, c in columns.items()
+        }
+        for w, sample in per.items():
+            if not sample.total > 0:
+                raise ValueError(f"the {w} histogram of {name!r} is empty")
+        binned.append(per)
+        all_edges.append(edges)
+    scales = [{w: b["target"].total / b[w].total for w in ("source", "morphed")} for b in binned]
+    legend_names = [labels[0], labels[1], labels[2]]
+    for i, w in enumerate(("source", "morphed")):
+        factors = [sc[w] for sc in scales]
+        if any(abs(f - 1.0) > 0.005 for f in factors):  # say that it was scaled, and by what
+            same = np.allclose(factors, factors[0], rtol=1e-6)
+            legend_names[i] += f" (\u00d7{factors[0]:.3g})" if same else " (scaled)"
+    above = ncols > 1  # the legend above the panels; a single column is too narrow for it
+
+    # 20 pt rather than the ROOT style's 26: a 4.6 inch panel with a ratio panel under it
+    # fits its tick labels and the two-line ratio label at that size
+    with _style(), plt.rc_context({"font.size": 20}):
         fig = plt.figure(figsize=(4.6 * ncols, 5.2 * nrows), layout="constrained")
         _layout(fig).set(hspace=0.04, wspace=0.03, h_pad=0.06)
         outer = fig.add_gridspec(nrows, ncols)
         for j, name in enumerate(features):
-            cell = outer[j // ncols, j % ncols].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.0)
+            b, edges, scale = binned[j], all_edges[j], scales[j]
+            unit = units.get(name)
+            cell = outer[j // ncols, j % ncols].subgridspec(
+                2, 1, height_ratios=(2.6, 1.4), hspace=0.0
+            )
             ax = fig.add_subplot(cell[0])
             rax = fig.add_subplot(cell[1], sharex=ax)
-            lo, hi = _plot_range([src[:, j], mor[:, j], tgt[:, j]])
-            d_s, _, edges = _density(src[:, j], bins, lo, hi)
-            d_m, _, _ = _density(mor[:, j], bins, lo, hi)
-            d_t, e_t, _ = _density(tgt[:, j], bins, lo, hi)
+            per_x, ylabel = _y_axis(edges, unit, binwnorm)
+            y_s = b["source"].values * scale["source"] * per_x
+            y_m = b["morphed"].values * scale["morphed"] * per_x
+            t = b["target"].values
+            y_t = t * per_x
+            err_t = np.stack(_poisson(b["target"])) * per_x
+            want = logys[name]
+            widths = np.diff(edges)
+            log = (
+                _auto_logy((y_s + y_m + y_t) / (per_x * widths), name, unit)
+                if want == "auto"
+                else bool(want)
+            )
+            shown_t = np.where(t > 0, y_t, np.nan) if log else y_t  # no points at 0 on log-y
 
             mplhep.histplot(
-                d_s,
+                y_s,
                 edges,
                 ax=ax,
                 histtype="step",
                 ls="--",
                 lw=1.8,
                 color=_SOURCE_COLOR,
-                label=labels[0],
+                label=legend_names[0],
                 flow="none",
+                edges=not log,  # on log-y the end edges would fall to the axis bottom
             )
             mplhep.histplot(
-                d_m,
+                y_m,
                 edges,
                 ax=ax,
                 histtype="step",
                 lw=2.0,
                 color=_MORPHED_COLOR,
-                label=labels[1],
+                label=legend_names[1],
                 flow="none",
+                edges=not log,
             )
             mplhep.histplot(
-                d_t,
+                shown_t,
                 edges,
-                yerr=e_t,
+                yerr=err_t,
                 ax=ax,
                 histtype="errorbar",
                 color=_TARGET_COLOR,
                 marker="o",
                 markersize=3.5,
                 elinewidth=1.0,
-                label=labels[2],
+                label=legend_names[2],
                 flow="none",
             )
-            top = max(np.max(d_s), np.max(d_m), np.max(d_t + e_t))
-            ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)
-            ax.set_xlim(lo, hi)
-            ax.set_ylabel("density" if j % ncols == 0 else "")
+            top = float(np.nanmax([np.max(y_s), np.max(y_m), np.max(y_t + err_t[1])]))
+            if log:
+                ax.set_yscale("log")
+                positive = np.concatenate([y[y > 0] for y in (y_s, y_m, y_t)])
+                bottom = 0.5 * float(positive.min()) if positive.size else 0.1
+                top = max(top, 10 * bottom)
+                room = 0.15 if above else 0.5  # fraction of the decades left above the data
+                ax.set_ylim(bottom, top * (top / bottom) ** (room / (1 - room)))
+            else:
+                ax.set_ylim(0, (1.15 if above else 2.1) * top if top > 0 else 1.0)
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_ylabel(ylabel)
             ax.tick_params(labelbottom=False)
             ax.set_xlabel("")
-            if j == 0:
-                ax.legend(loc="upper right", fontsize="small", frameon=False)
 
             with np.errstate(divide="ignore", invalid="ignore"):
-                r_m = np.where(d_t > 0, d_m / d_t, np.nan)
-                r_s = np.where(d_t > 0, d_s / d_t, np.nan)
-                rel = np.where(d_t > 0, e_t / d_t, np.nan)
-            rax.stairs(
-                1 + np.nan_to_num(rel),
+                r_m = np.where(t > 0, y_m / y_t, np.nan)
+                r_s = np.where(t > 0, y_s / y_t, np.nan)
+                band_lo = np.where(t > 0, 1 - err_t[0] / y_t, 1.0)
+                band_hi = np.where(t > 0, 1 + err_t[1] / y_t, 1.0)
+            band = rax.stairs(
+                band_hi,
                 edges,
-                baseline=1 - np.nan_to_num(rel),
+                baseline=band_lo,
                 fill=True,
                 color="0.8",
                 lw=0,
-                label=f"{labels[2]} stat.",
+                label=f"{labels[2]} stat. unc.",
             )
             rax.axhline(1.0, color="black", lw=1.0, ls=":")
-            rax.stairs(r_s, edges, color=_SOURCE_COLOR, ls="--", lw=1.6)
-            rax.stairs(r_m, edges, color=_MORPHED_COLOR, lw=1.8)
-            half = _nice_half_range([r_m, r_s], rel)
-            rax.set_ylim(1 - half, 1 + half)
-            rax.set_yticks([1 - half / 2, 1.0, 1 + half / 2])
-            rax.set_xlim(lo, hi)
-            rax.set_xlabel(_xlabel(name, units))
-            rax.set_ylabel("ratio" if j % ncols == 0 else "", fontsize="small")
+            mplhep.histplot(
+                r_s,
+                edges,
+                ax=rax,
+                histtype="step",
+                ls="--",
+                lw=1.6,
+                color=_SOURCE_COLOR,
+                flow="none",
+            )
+            mplhep.histplot(
+                r_m, edges, ax=rax, histtype="step", lw=1.8, color=_MORPHED_COLOR, flow="none"
+            )
+            # the morphed sample's own statistics: thin bars, so that sparse tail bins do not
+            # paint the panel red
+            mplhep.histplot(
+                r_m,
+                edges,
+                yerr=_ratio_errors(b["morphed"], scale["morphed"], t),
+                ax=rax,
+                histtype="errorbar",
+                marker="",
+                elinewidth=0.9,
+                color=_MORPHED_COLOR,
+                alpha=0.8,
+                flow="none",
+            )
+            if fixed_range is None:
+                half = _nice_half_range([r_m, r_s], band_hi - 1)
+                lo_r, hi_r = 1 - half, 1 + half
+            else:
+                lo_r, hi_r = fixed_range
+            rax.set_ylim(lo_r, hi_r)
+            rax.set_yticks([lo_r + (hi_r - lo_r) / 4, (lo_r + hi_r) / 2, hi_r - (hi_r - lo_r) / 4])
+            rax.set_xlim(edges[0], edges[-1])
+            rax.set_xlabel(_with_unit(axis_labels.get(name, name), unit))
+            rax.set_ylabel(f"ratio to\n{labels[2]}", fontsize="small", loc="center")
             rax.tick_params(axis="y", labelsize="small")
+            if j == 0:
+                handles, names = ax.get_legend_handles_labels()
+                handles, names = [*handles, band], [*names, str(band.get_label())]
+                if above:  # one legend above all panels: it never hides data
+                    fig.legend(
+                        handles,
+                        names,
+                        loc="outside upper center",
+                        ncols=4,
+                        frameon=False,
+                        fontsize="small",
+                    )
+                else:  # in the headroom left above the data
+                    ax.legend(handles, names, loc="upper right", frameon=False, fontsize="x-small")
         _save(fig, path)
     return fig
 
@@ -295,6 +747,8 @@ def toy_panels(
     path: str | Path | None = None,
     bins: int = 80,
     labels: Sequence[str] = ("source", "morphed", "target"),
+    features: Sequence[str] = ("x1", "x2"),
+    units: Mapping[str, str] | None = None,
 ) -> Figure:
     """Four panels for a 2D toy: source, morphed and target densities, and the moves.
 
@@ -312,6 +766,8 @@ def toy_panels(
         path: where to save the figure (PNG at 150 dpi), or None.
         bins: bins per axis of the 2D histograms.
         labels: titles of the source, morphed and target panels.
+        features: names of the two columns: the x and y axis labels.
+        units: optional ``{feature: unit}``; an axis label becomes ``"name [unit]"``.
 
     Returns:
         The figure.
@@ -323,9 +779,9 @@ def toy_panels(
     import hist
     import matplotlib.pyplot as plt
 
-    src = _as_2d(source, "source")
-    mor = _as_2d(morphed, "morphed")
-    tgt = _as_2d(target, "target")
+    src = as_matrix(source, "source")
+    mor = as_matrix(morphed, "morphed")
+    tgt = as_matrix(target, "target")
     for name, arr in (("source", src), ("morphed", mor), ("target", tgt)):
         if arr.shape[1] != 2:
             raise ValueError(
@@ -341,6 +797,10 @@ def toy_panels(
         raise ValueError(f"arrows must be a non-negative integer; got {arrows!r}")
     labels = _check_labels(labels, 3)
     bins = _check_bins(bins)
+    features = _check_names(features, "features")
+    if len(features) != 2:
+        raise ValueError(f"features must name the two columns; got {features!r}")
+    xlabel, ylabel = (_with_unit(f, (units or {}).get(f)) for f in features)
 
     ranges = [_plot_range([src[:, k], mor[:, k], tgt[:, k]], 0.2, 99.8) for k in (0, 1)]
     ranges = [(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)) for lo, hi in ranges]
@@ -391,8 +851,8 @@ def toy_panels(
             a.set_xlim(*ranges[0])
             a.set_ylim(*ranges[1])
             a.set_aspect("equal", adjustable="box")
-            a.set_xlabel("x1")
-        axes[0].set_ylabel("x2")
+            a.set_xlabel(xlabel)
+        axes[0].set_ylabel(ylabel)
         if mesh is not None:
             fig.colorbar(mesh, cax=cax, label="density", extend="max")
         _save(fig, path)

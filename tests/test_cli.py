@@ -1,5 +1,7 @@
 """The ``coffea-f4f`` command: train (TOML) -> apply -> evaluate on small generated ROOT files,
-``--help`` of every command, and one-line errors (exit code 2, no traceback)."""
+the sizes the user sets (``--events``, ``--epochs``), apply's compression and types, the
+progress switches, ``--help`` of every command, and one-line errors (exit code 2, no
+traceback)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coffea_f4f import config, datasets, demo
+from coffea_f4f import config, datasets, demo, progress
 from coffea_f4f.cli import main
 from coffea_f4f.cli import train as cli_train
 from coffea_f4f.cli.errors import CLIError
@@ -142,6 +144,43 @@ def test_train_writes_a_loadable_model_and_a_summary(trained):
     assert morpher.history["morph"]["epochs_run"] == 2
     assert "read 1500 source and 1500 target events" in trained["out"]
     assert "Saved the model to" in trained["out"]
+    assert trained["err"] == ""  # --no-progress: no bars
+
+
+def _history_epochs(model_dir) -> dict[str, int]:
+    from coffea_f4f import load
+
+    history = load(model_dir).history
+    return {stage: history[stage]["epochs_run"] for stage in history}
+
+
+def test_train_events_and_epochs_override_the_config(files, monkeypatch):
+    """``--events`` and ``--epochs`` beat max_events, [train] and [density_train] epochs;
+    the training bars show (stderr) when not switched off."""
+    monkeypatch.delenv(progress.ENV_VAR, raising=False)
+    cfg = _config(
+        files,
+        "sizes.toml",
+        'source = "sim.root:Events"\ntarget = "data.root:Events"\n'
+        f'features = {json.dumps(FEATURES)}\noutput = "sizes"\nmax_events = 1500\n'
+        + TINY_TOML
+        + "[density_train]\nepochs = 3\nbatch_size = 256\nnum_threads = 1\n",
+    )
+    code, out, err = _run("train", cfg, "--events", "600", "--epochs", "1")
+    assert code == 0, err
+    assert "read 600 source and 600 target events" in out
+    assert _history_epochs(files["dir"] / "sizes") == {
+        "morph": 1,
+        "source_density": 1,
+        "target_density": 1,
+    }
+    for label in ("source density", "target density", "morph", "step/s", "epoch 1/1"):
+        assert label in err, (label, err)
+    code, out, err = _run("train", cfg, "--max-events", "500", "--no-progress")
+    assert code == 0, err
+    assert "read 500 source and 500 target events" in out  # the old spelling still works
+    assert _history_epochs(files["dir"] / "sizes")["source_density"] == 3
+    assert _history_epochs(files["dir"] / "sizes")["morph"] == 2
 
 
 def test_yaml_config_gives_the_same_job_as_toml(tmp_path):
@@ -212,15 +251,19 @@ def test_apply_copies_branches_and_adds_the_morphed_ones(trained, files, tmp_pat
         "apply", trained["model"], files["sim"], out, "--step-size", "700", "--no-progress"
     )
     assert code == 0, err
-    assert "mj1 -> mj1_morphed" in stdout
+    assert "mj1 -> mj1_morphed (float64)" in stdout
     src = uproot.open(files["sim"])["Events"]
     got = uproot.open(out)["Events"]
     assert got.num_entries == N_EVENTS
     assert set(got.keys()) == set(src.keys()) | {"mj1_morphed", "delta_mj_morphed"}
     a, b = src.arrays(library="ak"), got.arrays(library="ak")
     copied = src.keys()  # every branch name (uproot: sub-branches too)
-    for name in copied:  # copied unchanged (the counter is rewritten as int32)
+    for name in copied:  # copied unchanged, with its type (uproot writes counters as int32)
         assert ak.all(a[name] == b[name]), name
+        assert got[name].interpretation == src[name].interpretation, name
+    assert got["event"].interpretation.to_dtype == np.uint64
+    assert got["flag"].interpretation.to_dtype == np.bool_
+    assert got["mj1_morphed"].interpretation.to_dtype == np.float64  # float64 stays
     x = np.stack([ak.to_numpy(a[f]).astype(np.float64) for f in FEATURES], axis=1)
     expected = load(trained["model"]).morph(x)
     for j, f in enumerate(FEATURES):
@@ -280,12 +323,79 @@ def test_apply_morphs_jagged_branches_with_a_condition(files, tmp_path):
     f = flat(sim)
     expected = morpher.morph(np.stack([f["mass"], f["pt"]], axis=1), condition=f["m"])
     assert ak.all(got["nJet"] == ak.num(sim["Jet"]))
-    np.testing.assert_allclose(
-        ak.to_numpy(ak.flatten(got["Jet_mass_new"])), expected[:, 0], rtol=1e-12, atol=1e-12
+    # float32 inputs get float32 morphed branches (morphed in float64, then rounded once)
+    for j, name in enumerate(["Jet_mass_new", "Jet_pt_new"]):
+        assert tree[name].interpretation.content.to_dtype == np.float32, name
+        np.testing.assert_array_equal(
+            ak.to_numpy(ak.flatten(got[name])), expected[:, j].astype(np.float32)
+        )
+    assert not np.allclose(expected[:, 0], f["mass"], rtol=1e-3)  # the morph moved them
+
+    # float32 application: float32 in, float32 out; a float64 input stays float64
+    code, stdout, err = _run(
+        "apply",
+        tmp_path / "jet-model",
+        files["sim"],
+        tmp_path / "jets32.root",
+        "--branch",
+        "mass=Jet_mass",
+        "--branch",
+        "pt=Jet_pt",
+        "--condition-branch",
+        "mjj",
+        "--precision",
+        "float32",
+        "--no-progress",
     )
-    np.testing.assert_allclose(
-        ak.to_numpy(ak.flatten(got["Jet_pt_new"])), expected[:, 1], rtol=1e-12, atol=1e-12
-    )
+    assert code == 0, err
+    assert "Jet_mass -> Jet_mass_morphed (float32)" in stdout
+    got32 = uproot.open(tmp_path / "jets32.root")["Events"]["Jet_mass_morphed"].array()
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(got32)), expected[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_apply_compression_makes_the_output_smaller(trained, files, tmp_path):
+    sizes = {}
+    for codec, level in (("none", None), ("zlib", "1"), ("lz4", None), ("zstd", None)):
+        out = tmp_path / f"{codec}.root"
+        args = ["apply", trained["model"], files["sim"], out, "--no-progress"]
+        args += ["--compression", codec] + (["--compression-level", level] if level else [])
+        code, stdout, err = _run(*args)
+        assert code == 0, err
+        assert f"compression {codec}" in stdout
+        sizes[codec] = out.stat().st_size
+        if codec != "none":
+            assert uproot.open(out).file.compression.name == codec.upper()
+    default = tmp_path / "default.root"
+    assert _run("apply", trained["model"], files["sim"], default, "--no-progress")[0] == 0
+    assert uproot.open(default).file.compression == uproot.ZLIB(1)  # the default
+    # measured on these random-valued columns: zlib 0.82, zstd 0.84, lz4 0.95 of none
+    assert sizes["zlib"] < 0.88 * sizes["none"], sizes
+    assert sizes["zstd"] < 0.88 * sizes["none"], sizes
+    assert sizes["lz4"] < sizes["none"], sizes
+
+
+def test_progress_switch_turns_every_bar_off(trained, files, tmp_path, monkeypatch):
+    """``COFFEA_F4F_PROGRESS=0`` hides the training and the apply bars; without it, and
+    without --no-progress, both show on stderr (printed once: it is not a terminal)."""
+    monkeypatch.delenv(progress.ENV_VAR, raising=False)
+    code, _, err = _run("apply", trained["model"], files["sim"], tmp_path / "a.root")
+    assert code == 0, err
+    assert "apply" in err
+    assert f"{N_EVENTS}/{N_EVENTS}" in err
+    assert "ev/s" in err
+    assert err.count("ev/s") == 1  # not a terminal: one line, no redraws
+    assert "\x1b[" not in err  # no colour codes
+
+    monkeypatch.setenv(progress.ENV_VAR, "0")
+    code, _, err = _run("apply", trained["model"], files["sim"], tmp_path / "b.root")
+    assert code == 0, err
+    assert err == ""
+    cfg = files["dir"] / "train.toml"  # the trained fixture's config
+    model = tmp_path / "quiet"
+    code, _, err = _run("train", cfg, "--events", "300", "--epochs", "1", "--output", model)
+    assert code == 0, err
+    assert err == ""
+    assert _history_epochs(model)["morph"] == 1
 
 
 def test_train_and_evaluate_jagged_branches_with_an_event_level_condition(files, tmp_path):
@@ -456,6 +566,14 @@ def test_apply_and_evaluate_errors_are_one_line(trained, files, tmp_path):
         ),
         (("apply", model, sim, out, "--branch", "mj1"), "apply", "expected FEATURE=BRANCH"),
         (("apply", model, sim, out, "--step-size", "0"), "apply", "expected an integer >= 1"),
+        (
+            ("apply", model, sim, out, "--compression", "zlib", "--compression-level", "12"),
+            "apply",
+            "--compression-level 12: zlib levels are 0 to 9",
+        ),
+        (("apply", model, sim, out, "--compression", "gzip"), "apply", "invalid choice: 'gzip'"),
+        (("demo", "--toy", "--events", "0"), "demo", "expected an integer >= 1"),
+        (("train", "c.toml", "--epochs", "x"), "train", "expected an integer >= 1"),
         (("apply", model, sim), "apply", "required: OUTPUT"),
         (("apply", tmp_path / "no-model", sim, out), "apply", "no model at"),
         (("apply", model, trained["model"] / "config.json", out), "apply", "not a ROOT file"),
@@ -492,19 +610,46 @@ def test_debug_raises_the_error_with_its_traceback(files):
 
 
 # ------------------------------------------------------------------------------------ demo
+def _spy_on_training(monkeypatch) -> list[int]:
+    """Record the number of source events each ``fit_morpher`` call gets."""
+    from coffea_f4f import train
+
+    seen: list[int] = []
+    fit = train.fit_morpher
+
+    def spy(source, target, **kwargs):
+        seen.append(len(source))
+        return fit(source, target, **kwargs)
+
+    monkeypatch.setattr(train, "fit_morpher", spy)
+    return seen
+
+
 def test_toy_demo_runs_with_a_tiny_preset(tmp_path, monkeypatch):
-    """``coffea-f4f demo --toy --quick`` with the toy preset shrunk (seconds, not minutes)."""
+    """``coffea-f4f demo --toy --quick`` with the toy preset shrunk (seconds, not minutes);
+    ``--events`` and ``--epochs`` beat the preset."""
     monkeypatch.setitem(
-        demo.TOY_DEMO_PRESETS, "quick", {"n": 600, "epochs": 1, "layers": 2, "hidden": 16}
+        demo.TOY_DEMO_PRESETS, "quick", {"n": 900, "epochs": 4, "layers": 2, "hidden": 16}
     )
-    code, out, err = _run("demo", "--toy", "--quick", "--out", tmp_path, "--no-progress")
+    seen = _spy_on_training(monkeypatch)
+    code, out, err = _run(
+        "demo", "--toy", "--quick", "--out", tmp_path, "--no-progress", "--events", "500",
+        "--epochs", "2",
+    )  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "model" / "config.json").is_file()
-    assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {
-        "auc_after",
-        "transport_ratio",
-    }
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(saved) >= {"auc_after", "transport_ratio"}
     assert "AUC morphed vs target" in out
+    assert "AUC source vs target" in out
+    assert "500 events each, 2 epochs" in out
+    assert seen == [500]
+    assert (saved["n_train_per_sample"], saved["epochs"]) == (500, 2)
+    assert _history_epochs(tmp_path / "model") == {
+        "morph": 2,
+        "source_density": 2,
+        "target_density": 2,
+    }
 
 
 def test_dijet_demo_command_runs_with_a_tiny_preset(tmp_path, monkeypatch):
@@ -515,8 +660,85 @@ def test_dijet_demo_command_runs_with_a_tiny_preset(tmp_path, monkeypatch):
         "quick",
         {"n_train": 800, "n_test": 500, "epochs": 1, "layers": 1, "hidden": 8, "chunksize": 400},
     )
-    code, out, err = _run("demo", "--quick", "--out", tmp_path, "--no-progress")
+    seen = _spy_on_training(monkeypatch)
+    code, out, err = _run(
+        "demo", "--quick", "--out", tmp_path, "--no-progress", "--events", "600", "--epochs", "2"
+    )
     assert code == 0, err
     assert "C2ST AUC morphed sim vs data" in out
+    assert seen == [600]
+    assert _history_epochs(tmp_path / "model")["morph"] == 2
     assert (tmp_path / "sim.root").is_file()
     assert (tmp_path / "features.png").is_file()
+
+
+def test_plan_copy_keeps_types_and_names_counters_it_cannot_keep():
+    """A NanoAOD-like tree with a uint32 counter (uproot itself writes only int32 ones, so
+    the tree is built from uproot's interpretation objects): every branch keeps its type,
+    the counter is reported as written as int32."""
+    from types import SimpleNamespace
+
+    from coffea_f4f.cli.apply import plan_copy
+
+    def branch(name, interpretation, count=None):
+        return SimpleNamespace(
+            name=name, interpretation=interpretation, branches=[], count_branch=count
+        )
+
+    n = branch("nFatJet", uproot.AsDtype(">u4"))
+    tree = SimpleNamespace(
+        branches=[
+            branch("run", uproot.AsDtype(">u4")),
+            branch("event", uproot.AsDtype(">u8")),
+            n,
+            branch("FatJet_mass", uproot.AsJagged(uproot.AsDtype(">f4")), count=n),
+            branch("FatJet_jetId", uproot.AsJagged(uproot.AsDtype(">u1")), count=n),
+        ]
+    )
+    plan = plan_copy(tree)
+    assert plan.copied == ["run", "event", "FatJet_mass", "FatJet_jetId"]
+    assert plan.types["run"] == np.uint32
+    assert plan.types["event"] == np.uint64
+    assert str(plan.types["FatJet_mass"]) == "var * float32"
+    assert str(plan.types["FatJet_jetId"]) == "var * uint8"
+    assert plan.counters == {"FatJet_mass": "nFatJet", "FatJet_jetId": "nFatJet"}
+    assert plan.retyped == ["nFatJet (uint32)"]
+
+
+def test_train_config_takes_conditions_weights_and_scalings(files, tmp_path):
+    from coffea_f4f import load
+
+    rng = np.random.default_rng(9)
+    sim = _events("sim", 3)
+    sim["era"] = rng.integers(0, 3, N_EVENTS).astype(np.int32)
+    sim["w"] = np.where(rng.uniform(size=N_EVENTS) < 0.05, -1.0, 1.0) * rng.uniform(
+        0.5, 1.5, N_EVENTS
+    )
+    data = _events("data", 4)
+    data["era"] = rng.integers(0, 3, N_EVENTS).astype(np.int32)
+    _write_root(tmp_path / "sim.root", sim)
+    _write_root(tmp_path / "data.root", data)  # no weight branch: data are unweighted
+    cfg = tmp_path / "prod.toml"
+    cfg.write_text(
+        'source = "sim.root"\ntarget = "data.root"\n'
+        f"features = {json.dumps(FEATURES)}\n"
+        'condition = ["mjj", "era"]\n'
+        'condition_scaling = { mjj = "log", era = "categorical" }\n'
+        'source_weights = "w"\nvariant = "switch"\noutput = "model"\nmax_events = 1500\n'
+        + TINY_TOML
+    )
+    code, _, err = _run("train", cfg, "--no-progress")
+    assert code == 0, err
+    m = load(tmp_path / "model")
+    assert m.variant == "switch"
+    assert m.conditions == ["mjj", "era"]
+    assert m.condition_scaler.kinds == ["log", "categorical"]
+    assert m.history["density"]["effective_sample_size"] < 3000  # the weights were used
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'source = "sim.root"\ntarget = "data.root"\nfeatures = ["mj1"]\ncondition = [1, 2]\n'
+    )
+    code, _, err = _run("train", bad)
+    assert "condition must be a branch name or a list of them" in _one_line_error(
+        code, err, "train"
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # with sklearn
 
 from .. import metrics, plots
 from ..columns import to_matrix
@@ -45,7 +46,10 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     x, _ = to_matrix({f: source[b] for f, b in inputs.items()}, morpher.features)
     y, _ = to_matrix(morphed, morpher.features)
     t, _ = to_matrix({f: target[b] for f, b in inputs.items()}, morpher.features)
-    summary = metrics.summary(x, y, t, seed=args.seed, standardize=True)
+    # one OpenMP thread for the C2ST classifier: on a busy machine its threads wait on each
+    # other (measured on 2 cores: 12x slower)
+    with threadpool_limits(1):
+        summary = metrics.summary(x, y, t, seed=args.seed, standardize=True)
     summary.update(
         {
             "model": str(args.model),

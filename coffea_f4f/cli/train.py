@@ -39,13 +39,17 @@ CONFIG_KEYS: dict[str, str] = {
     "source": "source input(s): 'file.root:tree', 'file.parquet' or a list of them",
     "target": "target input(s), same forms",
     "features": "list of branch names to morph (the model's feature names)",
-    "condition": "optional branch to condition on (one value per event)",
-    "variant": "'bidirectional' (default), 'unidirectional' or 'base_transfer'",
+    "condition": "optional branch to condition on, or a list of them (a condition vector)",
+    "condition_scaling": "table {condition = kind}: 'standard' (default), 'log', 'minmax', "
+    "'categorical' (integer codes, e.g. eras), ...",
+    "source_weights": "optional branch of event weights of the source (signed MC weights)",
+    "target_weights": "optional branch of event weights of the target",
+    "variant": "'bidirectional' (default), 'unidirectional', 'base_transfer' or 'switch'",
     "penalty": "optional movement penalty: 'l1' or 'l2'",
     "penalty_weight": "weight of the penalty (> 0 with a penalty)",
     "identity_init": "start the morph flow as the identity (default true)",
-    "scaling": "'standard' (default), 'log', 'logit', 'minmax', 'identity', or a table "
-    "{feature = kind}",
+    "scaling": "'standard' (default), 'log', 'logit', 'minmax', 'identity', 'zero_inflated', "
+    "'discrete', or a table {feature = kind}",
     "output": "directory the model is saved to (Morpher.save)",
     "max_events": "read at most this many events of each of source and target",
     "entry_stop": "the same as max_events (uproot's name)",
@@ -159,7 +163,7 @@ class TrainJob:
     source: list[str]
     target: list[str]
     features: list[str]
-    condition: str | None
+    condition: str | list[str] | None
     options: dict[str, Any]
     output: Path | None
     max_events: int | None
@@ -194,6 +198,9 @@ def _options(config: Mapping[str, Any], where: str, base: Path) -> dict[str, Any
         ("penalty_weight", (int, float), "a number"),
         ("identity_init", bool, "true or false"),
         ("scaling", (str, dict), "a kind name or a table"),
+        ("condition_scaling", (str, dict), "a kind name or a table"),
+        ("source_weights", str, "a branch name"),
+        ("target_weights", str, "a branch name"),
     ):
         if key not in config:
             continue
@@ -263,8 +270,17 @@ def build_job(config: Mapping[str, Any], *, path: Path) -> TrainJob:
             f"{config['features']!r}"
         )
     condition = _none(config.get("condition"))
-    if condition is not None and not isinstance(condition, str):
-        raise CLIError(f"{where}: condition must be one branch name, got {condition!r}")
+    if condition is not None and not (
+        isinstance(condition, str)
+        or (
+            isinstance(condition, list)
+            and condition
+            and all(isinstance(c, str) and c for c in condition)
+        )
+    ):
+        raise CLIError(
+            f"{where}: condition must be a branch name or a list of them, got {condition!r}"
+        )
 
     if "max_events" in config and "entry_stop" in config:
         raise CLIError(f"{where}: give max_events or entry_stop, not both")
@@ -303,7 +319,13 @@ def _history_rows(morpher: Morpher) -> list[tuple[str, str]]:
     return rows
 
 
-def run_train(job: TrainJob, *, progress: bool | None = None, device: str | None = None) -> Morpher:
+def run_train(
+    job: TrainJob,
+    *,
+    progress: bool | None = None,
+    device: str | None = None,
+    epochs: int | None = None,
+) -> Morpher:
     """Read the inputs of ``job``, train the morph, save it and print a summary.
 
     Jagged (per-object) features are trained per object; an event-level condition is used
@@ -313,6 +335,9 @@ def run_train(job: TrainJob, *, progress: bool | None = None, device: str | None
         job: the validated config.
         progress: override ``[train] progress`` (None: keep).
         device: override ``[train] device`` (None: keep).
+        epochs: override ``[train] epochs`` (None: keep).
+
+    ``[density_train]``, when the config has it, gets the same overrides.
 
     Returns:
         The trained :class:`~coffea_f4f.morpher.Morpher`.
@@ -326,12 +351,21 @@ def run_train(job: TrainJob, *, progress: bool | None = None, device: str | None
         cfg = options.get(table, TrainConfig() if table == "train" else None)
         if cfg is None:
             continue
-        changes = {k: v for k, v in (("progress", progress), ("device", device)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (("progress", progress), ("device", device), ("epochs", epochs))
+            if v is not None
+        }
         options[table] = cfg.replace(**changes) if changes else cfg
-    names = list(job.features) + ([job.condition] if job.condition else [])
+    conditions = [job.condition] if isinstance(job.condition, str) else list(job.condition or [])
+    names = list(dict.fromkeys([*job.features, *conditions]))
+    extra = {  # each side's own weight branch (data usually has none)
+        side: [job.options[f"{side}_weights"]] if job.options.get(f"{side}_weights") else []
+        for side in ("source", "target")
+    }
     t0 = time.perf_counter()
-    source = read_columns(job.source, names, max_events=job.max_events)
-    target = read_columns(job.target, names, max_events=job.max_events)
+    source = read_columns(job.source, names + extra["source"], max_events=job.max_events)
+    target = read_columns(job.target, names + extra["target"], max_events=job.max_events)
     n_src, n_tgt = len(source[names[0]]), len(target[names[0]])
     print(f"coffea-f4f train: {', '.join(job.source)} -> {', '.join(job.target)}")
     print(
