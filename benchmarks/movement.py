@@ -10,20 +10,27 @@ evaluated on held-out events in the sidebands and in the signal region (interpol
 Features ``mj1, delta_mj, tau21_j1, tau21_j2`` (``--delta-r`` adds ``delta_r``), scaled with
 ``log`` (masses), ``logit`` on (0, 1) (tau21) and ``standard`` (delta_r).
 
-The two density flows are trained once and shared by every variant. They are trained by
-``fit_morpher(variant="base_transfer")`` (which is the base-transfer row) so that both share
-the morph's scaling; the other variants receive the same densities as
+The two density flows are trained once and shared by every variant but ``switch``. They are
+trained by ``fit_morpher(variant="base_transfer")`` (which is the base-transfer row) so that
+both share the morph's scaling; the other variants receive the same densities as
 ``source_density=`` / ``target_density=``. Trained variants:
 
 - ``unidirectional``: only target events through ``M^-1`` scored by the source density;
 - ``F4F``: bidirectional, random initialisation (the paper's "F4F");
 - ``F4F + L1``: the same plus ``penalty="l1"`` (``--l1-weight``);
-- ``F4F + identity init``: bidirectional, starting as the exact identity.
+- ``F4F + identity init``: bidirectional, starting as the exact identity;
+- ``switch`` (``variant="switch"``, the CMS production protocol): no morph flow, *one* density
+  of sim and data together with a sample label as an extra condition, encoded at label 0 and
+  decoded at label 1. It trains its own joint density (the density architecture and epochs, on
+  both datasets at once) and cannot share the two F4F densities, so its row (marked
+  "own density") compares a different pair of trained flows, and its time is that density's.
 
 Printed for each: mean +- std of ``|T(x) - x|`` over held-out SR sim events in the morph's
 scaled space (``morpher.scaler.forward`` of source and morphed), the transport ratio
 (``metrics.transport_ratio``, 1 = no shorter way to move the same points), and the C2ST AUC
-(with its null sigma) of morphed sim vs data in the SR and in the sidebands. Reference rows:
+(with its null sigma) of morphed sim vs data in the SR and in the sidebands, and the training
+time (the morph flow only for the F4F rows, the densities for base transfer, the joint density
+for switch). Reference rows:
 no morph (the sim-vs-data AUC before morphing) and random pairing (distance between each sim
 event and a randomly drawn data event).
 
@@ -235,24 +242,39 @@ def reference_rows(m: f4f.Morpher, data, s: Settings) -> list[Row]:
 
 
 # ----------------------------------------------------------------------------- variants
+SWITCH = "switch (own density)"
 VARIANTS: dict[str, dict[str, Any]] = {
     "unidirectional": {"variant": "unidirectional", "identity_init": False},
     "F4F": {"variant": "bidirectional", "identity_init": False},
     "F4F + L1": {"variant": "bidirectional", "identity_init": False, "penalty": "l1"},
     "F4F + identity init": {"variant": "bidirectional", "identity_init": True},
+    SWITCH: {"variant": "switch"},  # trains its own joint density, not the shared ones
 }
 
 
 def train_variant(name: str, s: Settings, density_dir: str) -> Row:
-    """Train one variant on the shared densities (loaded from ``density_dir``) and evaluate."""
+    """Train one variant on the shared densities (loaded from ``density_dir``) and evaluate.
+
+    ``switch`` trains its own joint density instead (with the densities' architecture and
+    epochs): it has no morph flow, and its density is not either of the shared ones.
+    """
     import torch
 
     torch.set_num_threads(1)
     data = make_data(s)
-    shared = f4f.load(density_dir)
     kwargs = dict(VARIANTS[name])
     if kwargs.get("penalty"):
         kwargs["penalty_weight"] = s.l1_weight
+    if kwargs["variant"] == "switch":
+        kwargs.update(density=s.density, train=s.train_config(s.density_epochs))
+    else:
+        shared = f4f.load(density_dir)
+        kwargs.update(
+            flow=s.flow,
+            train=s.train_config(s.morph_epochs),
+            source_density=shared.source_density,
+            target_density=shared.target_density,
+        )
     t0 = time.perf_counter()
     m = f4f.fit_morpher(
         data["train_sim"],
@@ -260,17 +282,15 @@ def train_variant(name: str, s: Settings, density_dir: str) -> Row:
         features=list(s.features),
         condition="mjj",
         scaling={k: v for k, v in SCALING.items() if k in s.features},
-        flow=s.flow,
-        train=s.train_config(s.morph_epochs),
-        source_density=shared.source_density,
-        target_density=shared.target_density,
         **kwargs,
     )
     seconds = time.perf_counter() - t0
     row = evaluate(m, data, s, name, seconds)
+    stage = "density" if kwargs["variant"] == "switch" else "morph"
     row.extra = {
-        "best_epoch": m.history["morph"]["best_epoch"],
-        "val_loss": m.history["morph"]["val_loss"][-1],
+        "best_epoch": m.history[stage]["best_epoch"],
+        "val_loss": m.history[stage]["val_loss"][-1],
+        "own_density": stage == "density",
     }
     return row
 
@@ -301,7 +321,9 @@ def table(rows: list[Row], s: Settings) -> str:
         "distance: mean +- std of |T(x) - x| over held-out SR sim events in the morph's "
         "scaled space; R: transport ratio (1 = optimal on its own endpoints); AUC: C2ST "
         "+- null sigma, morphed sim vs data (held out), signal region / sidebands; "
-        f"L1 weight {s.l1_weight}"
+        f"L1 weight {s.l1_weight}. {SWITCH}: variant='switch' trains its own joint density "
+        "(sim + data, sample label as an extra condition) instead of sharing the two densities "
+        "of the other rows; its train s is that density's"
     )
     return "\n".join(lines)
 

@@ -84,6 +84,19 @@ def _check_04(text: str, nb: Any, workdir: Path) -> None:
     assert notebooks.image_count(nb) >= 1
 
 
+def _check_05(text: str, nb: Any, workdir: Path) -> None:
+    assert "tutorial 5 checks passed" in text
+    assert "conditions, in the model's order: ['pt', 'eta', 'rho', 'era']" in text
+    assert "Photon_pfPhoIso03" in text  # the NanoAOD-like branches
+    for name in ("zero fraction", "pho_iso", "ch_iso", "sim morphed"):
+        assert name in text, name
+    assert (workdir / "photon_model" / "config.json").is_file()
+    assert (workdir / "sim.root").is_file()
+    assert (workdir / "data.root").is_file()
+    # the feature comparison and the profiles
+    assert notebooks.image_count(nb) >= 2
+
+
 @dataclass(frozen=True)
 class Tutorial:
     notebook: str
@@ -167,6 +180,24 @@ WORKDIR = {workdir!r}
 """,
         _check_04,
         needs=("coffea", "distributed", "hist"),
+    ),
+    Tutorial(
+        "05_production_corrections.ipynb",
+        """
+# overrides from tests/test_tutorials.py
+N_TRAIN = 4000
+N_EVENTS = 500
+EPOCHS = 4
+BATCH_SIZE = 128
+FLOW_LAYERS = 1
+HIDDEN = 16
+NUM_THREADS = 1
+CHUNKSIZE = 300
+WORKDIR = {workdir!r}
+""",
+        _check_05,
+        needs=("coffea", "hist", "mplhep"),
+        timeout=120,
     ),
 ]
 IDS = [t.notebook.split("_")[0] for t in TUTORIALS]
