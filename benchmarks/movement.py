@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _settings import fixed_train  # benchmarks/_settings.py, beside this script
 
 import coffea_f4f as f4f
 from coffea_f4f import datasets
@@ -113,16 +114,7 @@ class Settings:
     seed: int = 0
 
     def train_config(self, epochs: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            patience=None,
-            progress=False,
-            num_threads=1,
-            seed=self.seed,
-            device="cpu",
-        )
+        return fixed_train(epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed)
 
 
 PRESETS: dict[str, Settings] = {

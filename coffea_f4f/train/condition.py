@@ -23,6 +23,7 @@ from .inputs import (
     extract,
     extract_weights,
     fit_scalers,
+    frozen_base,
 )
 from .loop import Callback, Salt, Term, require_checkpoint, split, train_stage
 
@@ -86,9 +87,7 @@ def fit_condition_morpher(
             weights=w,
         )
     )
-    base = flows.FlowAsBase(
-        q.flow, here=scaler, there=q.scaler, here_context=cscaler, there_context=q.condition_scaler
-    )
+    base = frozen_base(q, scaler, cscaler)
     cdim = cscaler.width  # a categorical condition is several one-hot columns
     spec = {"kind": "condition", "dim": len(features), "context_dim": cdim, "flow": flow.to_dict()}
     shared: dict[str, torch.Generator] = {}

@@ -9,6 +9,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from .. import flows
 from ..columns import condition_matrix, to_matrix
 from ..density import DensityModel
 from ..scaling import Scaler
@@ -23,6 +24,7 @@ __all__ = [
     "extract",
     "extract_weights",
     "fit_scalers",
+    "frozen_base",
 ]
 
 #: ``scaling=``: one kind for all features, or ``{feature: kind or spec}``
@@ -166,3 +168,15 @@ def check_density(
         )
     if d.conditions != conditions:
         raise ValueError(f"{name} has conditions {d.conditions}, the morph {conditions}")
+
+
+def frozen_base(q: DensityModel, scaler: Scaler, cscaler: Scaler | None) -> flows.FlowAsBase:
+    """A trained density as the frozen base of a morph living in ``scaler`` / ``cscaler``
+    space (the exact change of variables when the density was trained in another scaling)."""
+    return flows.FlowAsBase(
+        q.flow,
+        here=scaler,
+        there=q.scaler,
+        here_context=cscaler,
+        there_context=q.condition_scaler,
+    )

@@ -41,6 +41,7 @@ from .inputs import (
     extract,
     extract_weights,
     fit_scalers,
+    frozen_base,
 )
 from .loop import Callback, Salt, Term, require_checkpoint, split, train_stage
 
@@ -308,20 +309,8 @@ def fit_morpher(
         return _base_transfer(q_s, q_t, features, conditions, condition_range(cs, ct))
 
     cdim = 0 if cscaler is None else cscaler.width  # one-hot categorical columns included
-    base_t = flows.FlowAsBase(
-        q_t.flow,
-        here=scaler,
-        there=q_t.scaler,
-        here_context=cscaler,
-        there_context=q_t.condition_scaler,
-    )
-    base_s = flows.FlowAsBase(
-        q_s.flow,
-        here=scaler,
-        there=q_s.scaler,
-        here_context=cscaler,
-        there_context=q_s.condition_scaler,
-    )
+    base_t = frozen_base(q_t, scaler, cscaler)
+    base_s = frozen_base(q_s, scaler, cscaler)
     spec = {"kind": "flow", "dim": len(features), "context_dim": cdim, "flow": flow.to_dict()}
 
     def build() -> torch.nn.Module:
