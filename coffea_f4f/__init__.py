@@ -34,8 +34,10 @@ _INNER_MODULES = (
     "flows",
     "maps",
     "density",
+    "fileformat",
     "train",
     "morpher",
+    "modelcache",
     "transform",
     "cli",
 )

@@ -48,6 +48,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 DENSITIES = ("source_density", "target_density")
+#: weight-name prefix of ensemble member ``i`` (1-based): ``members.<i>.<map weight>``
+MEMBER = "members."
 
 
 def describe(m: Morpher) -> dict[str, Any]:
@@ -64,6 +66,7 @@ def describe(m: Morpher) -> dict[str, Any]:
         "condition": m.condition,  # a name, or a list of names for several
         "variant": m.variant,
         "map": m.map_spec,
+        "ensemble_size": m.ensemble_size,  # members share the map spec
         "scaler": m.scaler.to_dict(),
         "target_scaler": m.target_scaler.to_dict(),
         "condition_scaler": None if m.condition_scaler is None else m.condition_scaler.to_dict(),
@@ -81,6 +84,8 @@ def weights(m: Morpher) -> dict[str, torch.Tensor]:
     """All weights, prefixed ``map.``, ``source_density.``, ``target_density.`` (as trained;
     CPU, contiguous)."""
     state = {f"map.{k}": v for k, v in m.module.state_dict().items()}
+    for i, member in enumerate(m.members, start=1):
+        state.update({f"{MEMBER}{i}.{k}": v for k, v in member.state_dict().items()})
     for name in DENSITIES:
         d: DensityModel | None = getattr(m, name)
         if d is not None:
@@ -115,15 +120,19 @@ def parts(
         n = len(prefix)
         return {k[n:]: v for k, v in state.items() if k.startswith(prefix)}
 
-    module = build_map(config["map"])
-    result = module.load_state_dict(sub("map."), strict=not partial)
-    if partial:
-        missing = set(result.missing_keys) - architecture_buffers(module)
-        if missing or result.unexpected_keys:
-            raise ValueError(
-                f"the weights do not fit the model's architecture (missing "
-                f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})"
-            )
+    module = _load_map(config["map"], sub("map."), partial, "map")
+    n_members = config.get("ensemble_size", 0)
+    if not isinstance(n_members, int) or n_members < 0:
+        raise ValueError(f"ensemble_size must be an integer >= 0, got {n_members!r}")
+    members = [
+        _load_map(config["map"], sub(f"{MEMBER}{i}."), partial, f"ensemble member {i}")
+        for i in range(1, n_members + 1)
+    ]
+    extra = sorted(k for k in state if k.startswith(MEMBER) and int(k.split(".")[1]) > n_members)
+    if extra:
+        raise ValueError(
+            f"the weights hold ensemble members beyond ensemble_size={n_members}: {extra[:3]}"
+        )
     densities = {
         name: None
         if config.get(name) is None
@@ -142,8 +151,25 @@ def parts(
         "variant": config.get("variant", "?"),
         "history": config.get("history"),
         "info": config.get("info"),
+        "members": members,
         **densities,
     }
+
+
+def _load_map(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], partial: bool, what: str):
+    """The map of ``spec`` with ``state`` loaded (``partial``: without the buffers that the
+    architecture determines)."""
+    module = build_map(spec)
+    result = module.load_state_dict(state, strict=False)
+    missing = set(result.missing_keys)
+    if partial:
+        missing -= architecture_buffers(module)
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"the weights of the {what} do not fit the model's architecture (missing "
+            f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})"
+        )
+    return module
 
 
 def compact(m: Morpher) -> tuple[bytes, bytes]:
@@ -160,13 +186,17 @@ def compact(m: Morpher) -> tuple[bytes, bytes]:
     config.update(dict.fromkeys(DENSITIES), history={})
     derived = architecture_buffers(m.module)
     state = {}
-    for k, v in m.module.state_dict().items():
-        if k in derived:
-            continue
-        v = v.detach().to("cpu").contiguous()
-        if v.dtype == torch.float64 and bool((v.float().double() == v).all()):
-            v = v.float()
-        state[f"map.{k}"] = v
+    for prefix, module in (
+        ("map.", m.module),
+        *((f"{MEMBER}{i}.", mm) for i, mm in enumerate(m.members, 1)),
+    ):
+        for k, v in module.state_dict().items():
+            if k in derived:
+                continue
+            v = v.detach().to("cpu").contiguous()
+            if v.dtype == torch.float64 and bool((v.float().double() == v).all()):
+                v = v.float()
+            state[f"{prefix}{k}"] = v
     return json.dumps(config, sort_keys=True).encode(), save_weights(state)
 
 

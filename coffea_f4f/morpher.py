@@ -80,6 +80,7 @@ class Morpher:
         source_density: DensityModel | None = None,
         target_density: DensityModel | None = None,
         info: Mapping[str, Any] | None = None,
+        members: Sequence[nn.Module] = (),
     ) -> None:
         self.features = list(features)
         self.conditions = condition_names(condition)
@@ -107,13 +108,35 @@ class Morpher:
             }
         )
         self.condition_policy = self.info.get("condition_policy", "clamp")
-        self._applied_cache: dict[tuple[torch.dtype, str], nn.Module] = {}
+        self._applied_cache: dict[tuple[int, torch.dtype, str], nn.Module] = {}
         self.module.requires_grad_(False)
         self.module.eval()
+        self.members: list[nn.Module] = []
+        self.set_members(members)
+
+    def set_members(self, members: Sequence[nn.Module]) -> None:
+        """Hold ``members`` (maps of the same architecture as :attr:`module`, trained on
+        bootstrap replicas) as the ensemble behind :meth:`variations`; frozen."""
+        for m in members:
+            if type(m) is not type(self.module):
+                raise TypeError(
+                    f"ensemble members must be {type(self.module).__name__} maps like the "
+                    f"nominal, got {type(m).__name__}"
+                )
+            m.requires_grad_(False)
+            m.eval()
+        self.members = list(members)
+        self._applied_cache.clear()
+
+    @property
+    def ensemble_size(self) -> int:
+        """K, the number of bootstrap members (0: no ensemble, no :meth:`variations`)."""
+        return len(self.members)
 
     def __repr__(self) -> str:
         cond = f", condition={self.condition!r}" if self.conditions else ""
-        return f"Morpher(features={self.features}{cond}, variant={self.variant!r})"
+        ens = f", ensemble={self.ensemble_size}" if self.members else ""
+        return f"Morpher(features={self.features}{cond}, variant={self.variant!r}{ens})"
 
     @property
     def condition(self) -> str | list[str] | None:
@@ -218,18 +241,20 @@ class Morpher:
         return ctx, None
 
     # ------------------------------------------------------------------ applying
-    def _applied(self, dtype: torch.dtype) -> nn.Module:
-        """The map in ``dtype`` on :attr:`device`: :attr:`module` itself when it already is
-        (one copy in memory), else a cached copy, so that :attr:`module` (what is saved) keeps
-        the trained float32 weights."""
-        ref = next(iter(self.module.parameters()), None)
+    def _applied(self, dtype: torch.dtype, member: int = 0) -> nn.Module:
+        """The map (``member`` 0) or ensemble member ``member`` (1-based) in ``dtype`` on
+        :attr:`device`: the module itself when it already is (one copy in memory), else a
+        cached copy, so that what is saved keeps the trained float32 weights."""
+        module = self.module if member == 0 else self.members[member - 1]
+        ref = next(iter(module.parameters()), None)
         if ref is None or (ref.dtype == dtype and str(ref.device) == str(self.device)):
-            return self.module
-        key = (dtype, str(self.device))
+            return module
+        key = (member, dtype, str(self.device))
         if key not in self._applied_cache:
-            self._applied_cache.clear()
+            if any(k[1:] != key[1:] for k in self._applied_cache):  # one precision at a time
+                self._applied_cache.clear()
             self._applied_cache[key] = (
-                copy.deepcopy(self.module).to(dtype=dtype, device=self.device).eval()
+                copy.deepcopy(module).to(dtype=dtype, device=self.device).eval()
             )
         return self._applied_cache[key]
 
@@ -241,12 +266,13 @@ class Morpher:
         *,
         inverse: bool,
         batch_size: int | None,
+        member: int = 0,
     ) -> np.ndarray:
         bs = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
         if bs < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         dtype = torch.float64 if self.precision == "float64" else torch.float32
-        module = self._applied(dtype)
+        module = self._applied(dtype, member)
         fn = cast(
             Callable[..., tuple[torch.Tensor, torch.Tensor]],
             module.inverse if inverse else module.forward,
@@ -329,6 +355,78 @@ class Morpher:
         """The reverse map of :meth:`morph` (same conventions): ``inverse(morph(x)) == x``."""
         return self._apply(y, condition, target_condition, batch_size, inverse=True)
 
+    def variations(
+        self,
+        x: Any,
+        *,
+        condition: Any = None,
+        target_condition: Any = None,
+        members: bool = False,
+        batch_size: int | None = None,
+        with_nominal: bool = False,
+    ) -> Any:
+        """The uncertainty band of :meth:`morph` from the bootstrap ensemble.
+
+        Each event is morphed by the nominal map and by every member. In the target's scaled
+        space the band is the nominal +- the standard deviation over the members (per event
+        and feature, ``ddof=1``), mapped back through the scaling, so zero-inflated and
+        discrete features stay valid (exact zeros, integers) in both variations.
+
+        Args:
+            x, condition, target_condition, batch_size: as for :meth:`morph`.
+            members: return each member's morph (a list of K results) instead of the band.
+            with_nominal: also return ``"nominal"`` (equal to :meth:`morph`), from the same
+                pass.
+
+        Returns:
+            ``{"up": ..., "down": ...}`` (plus ``"nominal"``), each the type of ``x`` as
+            :meth:`morph` returns it; with ``members=True`` a list of K such results.
+
+        Raises:
+            ValueError: the model has no ensemble (train with ``fit_morpher(...,
+                ensemble=K)``; a band needs K >= 2), or bad input as for :meth:`morph`.
+        """
+        need = 1 if members else 2
+        if self.ensemble_size < need:
+            raise ValueError(
+                f"this morpher has {self.ensemble_size} ensemble members; "
+                + ("member morphs need" if members else "a band (std over members) needs")
+                + f" at least {need}: train it with fit_morpher(..., ensemble=K), K >= 2 "
+                "(or fit_condition_morpher(..., ensemble=K))"
+            )
+        xm, layout = to_matrix(x, self.features)
+        ctx, ctx_to = self._contexts(x, condition, target_condition, layout)
+        same = None if ctx is None or ctx_to is None else (ctx == ctx_to).all(1)
+
+        def back(z: np.ndarray) -> Any:
+            y = self.target_scaler.inverse(z) if len(z) else np.zeros_like(z)
+            if same is not None:  # a -> a: exactly the identity in every variation
+                y[same] = xm[same]
+            return replace_fields(x, self.features, y, layout)
+
+        zin = self.scaler.forward(xm) if len(xm) else np.zeros((0, len(self.features)))
+
+        def run(member: int) -> np.ndarray:
+            if len(zin) == 0:
+                return zin.copy()
+            return self._run(zin, ctx, ctx_to, inverse=False, batch_size=batch_size, member=member)
+
+        if members:
+            return [back(run(k)) for k in range(1, self.ensemble_size + 1)]
+        nominal = run(0)
+        mean = np.zeros_like(nominal)
+        m2 = np.zeros_like(nominal)
+        for k in range(1, self.ensemble_size + 1):  # Welford: one member in memory at a time
+            z = run(k)
+            delta = z - mean
+            mean += delta / k
+            m2 += delta * (z - mean)
+        spread = np.sqrt(m2 / (self.ensemble_size - 1))
+        out = {"up": back(nominal + spread), "down": back(nominal - spread)}
+        if with_nominal:
+            out["nominal"] = back(nominal)
+        return out
+
     # ------------------------------------------------------------------ file format
     def to_dict(self) -> dict[str, Any]:
         """The JSON-serialisable description written to ``config.json``."""
@@ -369,7 +467,8 @@ class Morpher:
         model = cls.from_dict(*fileformat.read_compact(config, weights), partial=True)
         model.to(device, precision=precision)
         dtype = torch.float64 if precision == "float64" else torch.float32
-        model.module.to(dtype=dtype, device=model.device)
+        for module in (model.module, *model.members):
+            module.to(dtype=dtype, device=model.device)
         return model
 
     def save(self, path: str | os.PathLike[str]) -> Path:

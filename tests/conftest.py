@@ -67,3 +67,22 @@ def tiny_conditional_morpher():
         density=TINY,
         train=QUICK,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble():
+    """``tiny_morpher``'s data and set-up with a bootstrap ensemble of 3 members."""
+    a, b = gaussian_pair(2000)
+    from coffea_f4f.train import fit_morpher
+
+    torch.set_num_threads(1)
+    return fit_morpher(
+        {"x": a[:, 0], "y": a[:, 1]},
+        {"x": b[:, 0], "y": b[:, 1]},
+        features=["x", "y"],
+        flow=TINY,
+        density=TINY,
+        train=QUICK,
+        ensemble=3,
+        ensemble_jobs=1,
+    )

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import flows
@@ -13,7 +15,10 @@ from ..config import FlowConfig, TrainConfig
 from ..density import DensityModel
 from ..maps import ConditionMap
 from ..morpher import Morpher
+from ..scaling import Scaler
 from .density import train_density
+from .ensemble import bootstrap, check_ensemble, member_config, run_members, with_members
+from .ensemble import ensemble_jobs as resolve_jobs
 from .inputs import (
     Scaling,
     as_conditions,
@@ -44,6 +49,8 @@ def fit_condition_morpher(
     condition_scaling: Scaling | None = None,
     density_train: TrainConfig | None = None,
     callback: Callback | None = None,
+    ensemble: int = 0,
+    ensemble_jobs: int | None = None,
 ) -> Morpher:
     """Learn, on one dataset, a map between condition values (CURTAINs-F4F).
 
@@ -56,6 +63,10 @@ def fit_condition_morpher(
     ``weights`` (a field name or ``(N,)`` array, signed) weight the likelihood of both stages.
     ``condition`` may be a list of fields: the map is then between condition *vectors*.
     Apply with ``morpher.morph(x, condition=a, target_condition=b)``.
+
+    ``ensemble=K`` also trains K bootstrap members (the whole fit on Poisson(1) replicas,
+    each with its own seed; ``ensemble_jobs`` as for :func:`fit_morpher`) for
+    :meth:`~coffea_f4f.morpher.Morpher.variations`; a supplied ``density_model`` is shared.
     """
     if condition is None:
         raise ValueError("fit_condition_morpher needs condition= (the field to morph between)")
@@ -63,11 +74,80 @@ def fit_condition_morpher(
     conditions = as_conditions(condition)
     check_density(density_model, features, conditions, "density_model")
     require_checkpoint(train, ["density", "morph"])
+    n_members = check_ensemble(ensemble, ensemble_jobs)
     x, c = extract(data, features, conditions, "data")
     w = extract_weights(data, weights, features, "data")
     assert c is not None
     scaler, cscaler = fit_scalers([x], [c], features, conditions, scaling, condition_scaling)
     assert cscaler is not None
+    common: dict[str, Any] = {
+        "features": features,
+        "conditions": conditions,
+        "scaler": scaler,
+        "cscaler": cscaler,
+        "density": density,
+        "flow": flow,
+        "density_model": density_model,
+    }
+    dtrain = density_train or train
+    jobs = resolve_jobs(ensemble_jobs, n_members, train.device)
+
+    def nominal() -> Morpher:
+        return _fit_arrays(x, c, w, train=train, dtrain=dtrain, callback=callback, **common)
+
+    member = functools.partial(
+        _member,
+        data=(x, c, w),
+        train=train,
+        dtrain=dtrain,
+        threads=1 if jobs > 1 else None,
+        common=common,
+    )
+    morpher, members = run_members(member, nominal, n_members, jobs, show=train.progress)
+    return with_members(morpher, members, train.seed)
+
+
+def _member(
+    k: int,
+    *,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    train: TrainConfig,
+    dtrain: TrainConfig,
+    threads: int | None,
+    common: dict[str, Any],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Member ``k`` of an ensemble: the fit on a bootstrap replica of the dataset."""
+    x, c, w = data
+    rows, rw = bootstrap(len(x), w, train.seed, k, 0)
+    m = _fit_arrays(
+        x[rows],
+        c[rows],
+        rw,
+        train=member_config(train, k, threads=threads),
+        dtrain=member_config(dtrain, k, threads=threads),
+        callback=None,
+        **common,
+    )
+    return m.module, m.history
+
+
+def _fit_arrays(
+    x: np.ndarray,
+    c: np.ndarray,
+    w: np.ndarray | None,
+    *,
+    features: list[str],
+    conditions: list[str],
+    scaler: Scaler,
+    cscaler: Scaler,
+    density: FlowConfig,
+    flow: FlowConfig,
+    density_model: DensityModel | None,
+    train: TrainConfig,
+    dtrain: TrainConfig,
+    callback: Callback | None,
+) -> Morpher:
+    """One fit on extracted rows (the nominal, or one ensemble member)."""
     q = (
         density_model
         if density_model is not None
@@ -79,7 +159,7 @@ def fit_condition_morpher(
             scaler=scaler,
             cscaler=cscaler,
             flow_cfg=density,
-            cfg=density_train or train,
+            cfg=dtrain,
             desc="density",
             stage="density",
             callback=callback,

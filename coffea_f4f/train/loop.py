@@ -64,6 +64,8 @@ class Salt(enum.IntEnum):
     CONDITION_MORPH_INIT = 7
     CONDITION_SPLIT = 8
     SWITCH_DENSITY = 9
+    BOOTSTRAP = 10
+    ENSEMBLE = 11
 
 
 @dataclass

@@ -19,6 +19,7 @@ the scaled space) to each term. ``identity_init=True`` starts ``M`` as the exact
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ from ..maps import BaseTransferMap, FlowMap, SwitchMap, build_map
 from ..morpher import Morpher
 from ..scaling import Scaler
 from .density import train_density
+from .ensemble import bootstrap, check_ensemble, member_config, run_members, with_members
+from .ensemble import ensemble_jobs as resolve_jobs
 from .inputs import (
     Scaling,
     as_conditions,
@@ -46,6 +49,9 @@ from .inputs import (
 from .loop import Callback, Salt, Term, require_checkpoint, split, train_stage
 
 __all__ = ["fit_morpher"]
+
+#: ``(features, conditions, weights)`` of one dataset
+Sample = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 def _movement(y: torch.Tensor, x: torch.Tensor, penalty: str | None) -> torch.Tensor | None:
@@ -208,6 +214,8 @@ def fit_morpher(
     condition_scaling: Scaling | None = None,
     density_train: TrainConfig | None = None,
     callback: Callback | None = None,
+    ensemble: int = 0,
+    ensemble_jobs: int | None = None,
 ) -> Morpher:
     """Learn a map that moves source events onto the target distribution (flows for flows).
 
@@ -235,13 +243,22 @@ def fit_morpher(
         condition_scaling: preprocessing per condition (default ``"standard"``), fitted on
             both.
         density_train: training settings of the densities (default: ``train``).
-        callback: called after each epoch of each stage as ``callback(epoch, logs)``.
+        callback: called after each epoch of each stage of the nominal fit as
+            ``callback(epoch, logs)``.
+        ensemble: K > 0 also trains K bootstrap members (the whole fit on a Poisson(1)
+            replica of both datasets, each with its own seed; see
+            :mod:`coffea_f4f.train.ensemble`), kept in the Morpher for
+            :meth:`~coffea_f4f.morpher.Morpher.variations`. Supplied densities are shared by
+            all members (the band then leaves out their uncertainty).
+        ensemble_jobs: member fits run at once in worker processes (default: one per CPU
+            core, at most K; 1 trains them one after the other here; 1 on a GPU).
 
     Returns:
         A :class:`~coffea_f4f.morpher.Morpher`.
     """
     features = check_names(features, condition)
     conditions = as_conditions(condition)
+    n_members = check_ensemble(ensemble, ensemble_jobs)
     _check_variant(variant, penalty, penalty_weight)
     check_density(source_density, features, conditions, "source_density")
     check_density(target_density, features, conditions, "target_density")
@@ -261,12 +278,92 @@ def fit_morpher(
         condition_scaling,
     )
 
+    if variant == "switch" and (source_density is not None or target_density is not None):
+        raise ValueError(
+            "variant='switch' trains one density of both datasets; it takes no "
+            "source_density / target_density"
+        )
+    common: dict[str, Any] = {
+        "features": features,
+        "conditions": conditions,
+        "scaler": scaler,
+        "cscaler": cscaler,
+        "condition_scaling": condition_scaling,
+        "variant": variant,
+        "penalty": penalty,
+        "penalty_weight": penalty_weight,
+        "identity_init": identity_init,
+        "density": density,
+        "flow": flow,
+        "source_density": source_density,
+        "target_density": target_density,
+    }
+    data = ((xs, cs, ws), (xt, ct, wt))
+    jobs = resolve_jobs(ensemble_jobs, n_members, train.device)
+
+    def nominal() -> Morpher:
+        return _fit_arrays(*data, train=train, dtrain=dtrain, callback=callback, **common)
+
+    member = functools.partial(
+        _member,
+        data=data,
+        train=train,
+        dtrain=dtrain,
+        threads=1 if jobs > 1 else None,
+        common=common,
+    )
+    morpher, members = run_members(member, nominal, n_members, jobs, show=train.progress)
+    return with_members(morpher, members, train.seed)
+
+
+def _member(
+    k: int,
+    *,
+    data: tuple[Sample, Sample],
+    train: TrainConfig,
+    dtrain: TrainConfig,
+    threads: int | None,
+    common: dict[str, Any],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Member ``k`` of an ensemble: the fit on a bootstrap replica of both datasets."""
+    replicas = []
+    for which, (x, c, w) in enumerate(data):
+        rows, rw = bootstrap(len(x), w, train.seed, k, which)
+        replicas.append((x[rows], None if c is None else c[rows], rw))
+    m = _fit_arrays(
+        *replicas,
+        train=member_config(train, k, threads=threads),
+        dtrain=member_config(dtrain, k, threads=threads),
+        callback=None,
+        **common,
+    )
+    return m.module, m.history
+
+
+def _fit_arrays(
+    source: Sample,
+    target: Sample,
+    *,
+    features: list[str],
+    conditions: list[str],
+    scaler: Scaler,
+    cscaler: Scaler | None,
+    condition_scaling: Scaling | None,
+    variant: str,
+    penalty: str | None,
+    penalty_weight: float,
+    identity_init: bool,
+    density: FlowConfig,
+    flow: FlowConfig,
+    train: TrainConfig,
+    dtrain: TrainConfig,
+    source_density: DensityModel | None,
+    target_density: DensityModel | None,
+    callback: Callback | None,
+) -> Morpher:
+    """One fit on extracted rows (the nominal, or one ensemble member)."""
+    (xs, cs, ws), (xt, ct, wt) = source, target
     if variant == "switch":
-        if source_density is not None or target_density is not None:
-            raise ValueError(
-                "variant='switch' trains one density of both datasets; it takes no "
-                "source_density / target_density"
-            )
         return _switch(
             (xs, cs, ws),
             (xt, ct, wt),
