@@ -2,8 +2,10 @@
 
 ``events = morph(events)`` adds a morphed copy of each input field beside the original
 (``FatJet.msoftdrop`` -> ``FatJet.msoftdrop_morphed``) with ``ak.with_field``, so NanoEvents
-behaviours and cross-references keep working. The same object works on eager and virtual
-NanoEvents and on ``dask_awkward.Array`` (one ``dak.map_partitions`` task per partition whose
+behaviours and cross-references keep working (``replace=True``: into the input field itself;
+``variations=True``: also the ensemble's band and a coffea systematic,
+:mod:`~coffea_f4f.systematics`). The same object works on eager and virtual NanoEvents and on
+``dask_awkward.Array`` (one ``dak.map_partitions`` task per partition whose
 ``necessary_columns`` are exactly the inputs and the condition). Each chunk goes through the
 three stages of ``coffea.ml_tools``: :meth:`MorphTransform.prepare` (columns -> rows),
 :meth:`MorphTransform.numpy_call` (the morph) and :meth:`MorphTransform.postprocess` (rows ->
@@ -40,6 +42,7 @@ from .columns import (
 from .density import condition_field
 from .modelcache import CACHE_SIZE, ModelCache, cache_info, clear_model_cache
 from .morpher import Morpher, load
+from .systematics import check_options, write_outputs
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch  # noqa: F401
@@ -48,6 +51,8 @@ __all__ = ["CACHE_SIZE", "DEFAULT_BATCH_SIZE", "MorphTransform", "cache_info", "
 
 #: rows per torch call when ``batch_size`` is not given
 DEFAULT_BATCH_SIZE = 16384
+#: the results of one chunk with ``variations=True``
+_VARIATIONS = ("nominal", "up", "down")
 
 
 def _maybe_map_partitions(fn: Callable[..., ak.Array], *arrays: Any) -> Any:
@@ -78,18 +83,10 @@ class _MorphPartition:
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         t = self.transform
-        return (
-            "coffea-f4f-morph",
-            type(t).__qualname__,
-            t.model_hash,
-            t.precision,
-            t.device,
-            t.num_threads,
-            t.batch_size,
-            self.depths,
-            self.n_inputs,
-            self.target_values,
-        )
+        options = (t.precision, t.device, t.num_threads, t.batch_size, t.variations, t.replace)
+        chunk = (self.depths, self.n_inputs, self.target_values)
+        head = ("coffea-f4f-morph", type(t).__qualname__, t.model_hash)
+        return (*head, *options, t.systematic, *chunk)
 
     @property
     def jagged(self) -> bool:
@@ -99,9 +96,11 @@ class _MorphPartition:
         if ak.backend(*arrays) == "typetracer":  # dask's graph building: no torch here
             for a in arrays:  # the result depends on every buffer of every input
                 ak.typetracer.touch_data(a)
-            n = len(self.transform.features)
-            empty = self.transform.postprocess(
-                np.zeros((0, n)), Layout(0, np.zeros(0, np.int64) if self.jagged else None)
+            t = self.transform
+            zero = np.zeros((0, len(t.features)))
+            empty = t.postprocess(
+                dict.fromkeys(_VARIATIONS, zero) if t.variations else zero,
+                Layout(0, np.zeros(0, np.int64) if self.jagged else None),
             )
             return ak.Array(empty.layout.to_typetracer(forget_length=True))
         t = self.transform
@@ -124,6 +123,24 @@ class MorphTransform:
         events.FatJet.msoftdrop_morphed   # beside FatJet.msoftdrop, jagged like it
         events.tau21_morphed              # a callable input: a top-level field
 
+        # an ensemble model (fit_morpher(..., ensemble=K)): the band, and as a systematic
+        events = MorphTransform(model, inputs=..., variations=True)(events)
+        events.FatJet.msoftdrop_morphed_up                     # nominal + std over members
+        events.FatJet.systematics.f4f.up.msoftdrop_morphed     # the same values
+
+    Outputs per feature (float64, jagged like the input): the morphed field ``<field><suffix>``
+    (``replace=True``: the input field, the original moved to ``<field>_unmorphed``), and with
+    ``variations=True`` the band ``<field><suffix>_up`` / ``_down`` beside it (also with
+    ``replace=True``: ``FatJet.mass_morphed_up`` beside the replaced ``FatJet.mass``). The up/down
+    systematic goes on each collection holding outputs (``events.FatJet``; the events for
+    top-level fields and callable inputs), varying the morphed fields, as coffea's kind
+    ``"UpDownSystematic"`` (one field of the collection) or ``"UpDownMultiSystematic"``
+    (several); a collection without coffea's ``Systematic`` behaviour (a plain awkward record
+    array) gets the ``_up`` / ``_down`` columns only. On dask one ``dak.map_partitions`` task
+    per partition computes every output (one torch pass for the nominal and the band), plus
+    one per collection for the systematic, and the ``necessary_columns`` of every output,
+    variations included, are the inputs and the condition (:mod:`~coffea_f4f.systematics`).
+
     Args:
         model: a :class:`~coffea_f4f.morpher.Morpher`, or the directory of a saved one.
         inputs: ``{model feature: source}`` for every feature of the model, where a source is a
@@ -145,17 +162,26 @@ class MorphTransform:
         num_threads: torch intra-op threads while morphing (None: leave torch's setting).
         precision: ``"float64"`` or ``"float32"``; default: the model's precision.
         device: torch device for morphing (``"cpu"``, ``"cuda"``, ``"auto"``).
+        variations: also write the ensemble's band and register the systematic (a model with
+            an ensemble of K >= 2 members).
+        systematic: the systematic's name (``.systematics.<systematic>``), an identifier.
+        replace: write the morph into the input fields, so behaviours (four-vectors, sorting)
+            see it, and keep the originals as ``<field>_unmorphed`` (as coffea's jet
+            corrections keep ``pt_orig``); field-path inputs only. Cross-references from other
+            collections still reach the original values.
 
     Raises:
         TypeError: ``model`` or a source is of an unsupported type.
         ValueError: ``inputs`` do not match the model's features, the condition is missing or
-            not wanted, or an option is out of range.
+            not wanted, an option is out of range (``variations=True`` without an ensemble,
+            ``replace=True`` with a callable input).
         FileNotFoundError: ``model`` is a path that does not exist.
 
     Calling the transform raises :class:`~coffea_f4f.columns.MissingColumnError` (naming close
     matches) for a missing field, and ``ValueError`` for inputs that do not fit together
     (jagged next to event-level inputs, a jagged condition for event-level inputs, different
-    object counts). Non-finite inputs do not raise: see the module docstring (NaN policy).
+    object counts, a systematic ``systematic`` or a field ``<field>_unmorphed`` that exists).
+    Non-finite inputs do not raise: see the module docstring (NaN policy).
     """
 
     def __init__(
@@ -170,6 +196,9 @@ class MorphTransform:
         num_threads: int | None = 1,
         precision: str | None = None,
         device: str = "cpu",
+        variations: bool = False,
+        systematic: str = "f4f",
+        replace: bool = False,
     ) -> None:
         if isinstance(model, str | os.PathLike):
             model = load(model)
@@ -222,7 +251,9 @@ class MorphTransform:
                 "beside the inputs, never over them)"
             )
         self.suffix = suffix
-        outputs = [self._output_path(f) for f in self.features]
+        check_options(self.inputs, model.ensemble_size, variations, systematic, replace)
+        self.variations, self.systematic, self.replace = variations, systematic, replace
+        outputs = [p for f in self.features for p in self._written_paths(f)]
         if len(set(outputs)) != len(outputs):
             raise ValueError(f"two inputs would write the same output field: {outputs}")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -285,7 +316,8 @@ class MorphTransform:
         cond = f", condition={self.condition!r}" if self.condition is not None else ""
         return (
             f"MorphTransform(features={self.features}, inputs={self.inputs}{cond}, "
-            f"suffix={self.suffix!r}, model={self.model_hash[:12]})"
+            f"suffix={self.suffix!r}, variations={self.variations}, replace={self.replace}, "
+            f"model={self.model_hash[:12]})"
         )
 
     # ------------------------------------------------------------------ model
@@ -308,11 +340,23 @@ class MorphTransform:
         if callable(spec):
             return (f"{feature}{self.suffix}",)
         parts = as_path(spec)
-        return (*parts[:-1], parts[-1] + self.suffix)
+        return parts if self.replace else (*parts[:-1], parts[-1] + self.suffix)
+
+    def _written_paths(self, feature: str) -> list[tuple[str, ...]]:
+        """The morphed field, its band and (replace=True) the kept original."""
+        *where, name = self._output_path(feature)
+        band = name + (self.suffix if self.replace else "")  # mass_morphed_up beside mass
+        paths = [(*where, name)]
+        if self.variations:
+            paths += [(*where, band + "_up"), (*where, band + "_down")]
+        if self.replace:
+            paths.append((*where, name + "_unmorphed"))
+        return paths
 
     @property
     def outputs(self) -> dict[str, str]:
-        """``{feature: dotted path of its morphed field}``."""
+        """``{feature: dotted path of its morphed field}`` (its band: ``<field><suffix>_up`` /
+        ``_down``)."""
         return {f: ".".join(self._output_path(f)) for f in self.features}
 
     # ------------------------------------------------------------------ applying
@@ -324,7 +368,7 @@ class MorphTransform:
                 awkward record array holding the inputs.
 
         Returns:
-            The same kind of array with one new float64 field per feature.
+            The same kind of array with the outputs of the class docstring.
         """
         if not (isinstance(events, ak.Array) or is_dask(events)):
             raise TypeError(
@@ -361,16 +405,19 @@ class MorphTransform:
         depths = tuple(c.depth for c in (*cols, *conds))
         fn = _MorphPartition(self, depths, len(cols), tuple(target_values))
         morphed = _maybe_map_partitions(fn, *arrays)
-        if is_dask(events):
-            import dask_awkward as dak
-
-            with_field = dak.with_field
-        else:
-            with_field = ak.with_field
-        for f in self.features:
-            path = self._output_path(f)
-            events = with_field(events, morphed[f], where=path if len(path) > 1 else path[0])
-        return events
+        paths = {f: self._output_path(f) for f in self.features}
+        kept = (
+            {f: c.array for f, c in zip(self.features, cols, strict=True)} if self.replace else None
+        )
+        return write_outputs(
+            events,
+            morphed,
+            paths,
+            kept,
+            self.systematic,
+            self.variations,
+            band_suffix=self.suffix if self.replace else "",
+        )
 
     transform = __call__
 
@@ -430,9 +477,13 @@ class MorphTransform:
 
     def numpy_call(
         self, x: np.ndarray, condition: np.ndarray | None = None, target: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Stage 2: morph the rows that can be morphed; the others are NaN (the NaN policy)."""
-        y = np.full(x.shape, np.nan)
+    ) -> Any:
+        """Stage 2: morph the rows that can be morphed; the others are NaN (the NaN policy).
+        Returns the ``(N, D)`` morphed rows, with ``variations=True`` a dict of them
+        ``{"nominal", "up", "down"}`` from one pass (:meth:`Morpher.variations`)."""
+        names = _VARIATIONS if self.variations else _VARIATIONS[:1]
+        out = {k: np.full(x.shape, np.nan) for k in names}
+        y = out if self.variations else out["nominal"]
         if len(x) == 0:
             return y
         good = np.isfinite(x).all(axis=1)
@@ -448,17 +499,25 @@ class MorphTransform:
                     good &= morpher.condition_scaler.in_domain(c)
         if not good.any():
             return y
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"batch_size": self.batch_size}
         if condition is not None:
             kwargs["condition"] = condition[good]
         if target is not None:
             kwargs["target_condition"] = target[good]
-        y[good] = morpher.morph(x[good], batch_size=self.batch_size, **kwargs)
+        if self.variations:
+            res = morpher.variations(x[good], with_nominal=True, **kwargs)
+        else:
+            res = {"nominal": morpher.morph(x[good], **kwargs)}
+        for k in names:
+            out[k][good] = res[k]
         return y
 
-    def postprocess(self, y: np.ndarray, layout: Layout) -> ak.Array:
+    def postprocess(self, y: Any, layout: Layout) -> ak.Array:
         """Stage 3: morphed rows -> a record array with one float64 column per feature
-        (jagged on the inputs' counts when the inputs are)."""
+        (jagged on the inputs' counts when the inputs are); for a dict of results (variations)
+        a record ``{"nominal", "up", "down"}`` of such records."""
+        if isinstance(y, Mapping):
+            return ak.zip({k: self.postprocess(v, layout) for k, v in y.items()}, depth_limit=1)
         columns = {}
         for j, f in enumerate(self.features):
             col = np.ascontiguousarray(y[:, j])

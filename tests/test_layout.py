@@ -26,13 +26,23 @@ RANK = {
     "morpher": 6,
     "train": 7,
     "modelcache": 7,
+    "systematics": 7,
     "metrics": 7,
     "transform": 8,
     "plots": 8,
     "demo": 9,
     "cli": 10,
 }
-TORCH_FREE = ("columns", "scaling", "config", "progress", "datasets", "modelcache", "metrics")
+TORCH_FREE = (
+    "columns",
+    "scaling",
+    "config",
+    "progress",
+    "datasets",
+    "modelcache",
+    "metrics",
+    "systematics",
+)
 
 
 def _modules() -> list[Path]:

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import awkward as ak
+import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -85,3 +87,39 @@ def test_readme_nanoevents_training_and_dask_workflow_run(tmp_path, monkeypatch)
     exec(compile(dask_block, "README.md", "exec"), namespace)
     h = namespace["out"]["sim"]["mass_morphed"]
     assert h.sum().value > 0  # morphed jet masses were filled
+
+
+def test_readme_uncertainty_section_runs(tmp_path, monkeypatch):
+    pytest.importorskip("coffea")
+    from nanoaod_fixture import write_nanoaod
+
+    import coffea_f4f as f4f
+
+    write_nanoaod(tmp_path / "sim.root", 300, seed=1, jets=False)
+    write_nanoaod(tmp_path / "data.root", 300, seed=2, mass_shift=8.0, jets=False)
+    monkeypatch.chdir(tmp_path)
+    (train,) = _blocks(_section("Train on NanoEvents, or from files"), "python")
+    (block,) = _blocks(_section("The uncertainty of the morph, as coffea systematics"), "python")
+    small = block.replace("epochs=10", "epochs=1, progress=False, num_threads=1").replace(
+        "ensemble=5", "ensemble=2, ensemble_jobs=1"
+    )
+    assert small.count("ensemble=2, ensemble_jobs=1") == 1
+    assert "epochs=1" in small
+    namespace: dict = {"f4f": f4f, "TrainConfig": f4f.TrainConfig}
+    setup = train.replace("epochs=10", "epochs=1, progress=False, num_threads=1")
+    exec(compile(setup.split("morpher = ")[0], "README.md", "exec"), namespace)
+    exec(compile(small, "README.md", "exec"), namespace)
+    m = namespace["morpher"]
+    assert m.ensemble_size == 2
+    band, events, corrected = namespace["band"], namespace["events"], namespace["corrected"]
+    assert set(band) == {"up", "down"}
+    up_mass = ak.flatten(band["up"].FatJet.mass)
+    assert ak.all(up_mass != ak.flatten(namespace["sim"].FatJet.mass))
+    up = ak.flatten(events.FatJet.systematics.f4f.up.mass_morphed)
+    np.testing.assert_array_equal(
+        ak.to_numpy(up), ak.to_numpy(ak.flatten(events.FatJet.mass_morphed_up))
+    )
+    np.testing.assert_array_equal(
+        ak.to_numpy(ak.flatten(corrected.FatJet.mass)),
+        ak.to_numpy(ak.flatten(events.FatJet.mass_morphed)),
+    )

@@ -10,7 +10,9 @@ Models are tiny flows trained for two epochs on synthetic rows (a few seconds, m
   model's domain);
 - ``conditional``: features ``["msoftdrop", "tau21"]`` conditioned on ``mjj``, computed by
   :func:`dijet_mass` from the two leading FatJets. Events with fewer than two FatJets get
-  ``mjj = NaN``, so (NaN policy) their FatJets' morphed values are NaN.
+  ``mjj = NaN``, so (NaN policy) their FatJets' morphed values are NaN;
+- ``ensemble`` / ``conditional_ensemble``: the same with bootstrap ensembles (3 and 2 members)
+  for ``variations=True`` (the band and the coffea systematic).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import awkward as ak
@@ -28,6 +31,7 @@ import torch
 from coffea_f4f import transform as transform_module
 from coffea_f4f.columns import MissingColumnError
 from coffea_f4f.config import FlowConfig, TrainConfig
+from coffea_f4f.morpher import Morpher
 from coffea_f4f.transform import MorphTransform
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -188,7 +192,39 @@ def mass_pt_model():
 
 
 @pytest.fixture(scope="module")
+def ensemble_model():
+    """``mass_pt``'s kind of model with a bootstrap ensemble of three members."""
+    torch.set_num_threads(1)
+    from coffea_f4f.train import fit_morpher
+
+    rng = np.random.default_rng(4)
+    n = 1500
+    src = {"mass": rng.gamma(2.0, 30.0, n) + 10, "pt": 200 + rng.exponential(150.0, n)}
+    tgt = {"mass": rng.gamma(2.0, 34.0, n) + 12, "pt": 210 + rng.exponential(140.0, n)}
+    return fit_morpher(
+        src,
+        tgt,
+        features=["mass", "pt"],
+        flow=TINY,
+        density=TINY,
+        train=QUICK,
+        scaling="log",
+        ensemble=3,
+        ensemble_jobs=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def conditional_ensemble():
+    return _conditional_fit(ensemble=2)
+
+
+@pytest.fixture(scope="module")
 def conditional_model():
+    return _conditional_fit()
+
+
+def _conditional_fit(**kwargs):
     torch.set_num_threads(1)
     from coffea_f4f.train import fit_morpher
 
@@ -209,6 +245,8 @@ def conditional_model():
         flow=TINY,
         density=TINY,
         train=QUICK,
+        ensemble_jobs=1,
+        **kwargs,
     )
 
 
@@ -722,3 +760,364 @@ def test_morpher_morphs_a_nanoevents_collection_as_training_reads_it(any_nano, m
         np.testing.assert_allclose(got, ref, rtol=1e-12)
         assert ak.to_list(ak.num(out.mass)) == ak.to_list(ak.num(fatjets.mass))
         assert ak.to_list(out.eta) == ak.to_list(fatjets.eta)  # other fields kept
+
+
+# ----------------------------------------------------------------------------- variations
+MASS_PT = ("mass", "pt")
+
+
+def flat_inputs(ev, fields=MASS_PT):
+    return np.stack([ak.to_numpy(ak.flatten(ev.FatJet[f])).astype(np.float64) for f in fields], 1)
+
+
+def flat_outputs(out, names):
+    return np.stack([ak.to_numpy(ak.flatten(out.FatJet[n])) for n in names], axis=1)
+
+
+def necessary(arr):
+    (cols,) = dak.necessary_columns(arr).values()
+    return set(cols)
+
+
+def vectors(pt, eta, phi, mass):
+    from coffea.nanoevents.methods import vector
+
+    return ak.zip(
+        {"pt": pt, "eta": eta, "phi": phi, "mass": mass},
+        with_name="PtEtaPhiMLorentzVector",
+        behavior=vector.behavior,
+    )
+
+
+def test_variations_and_replace_arguments_are_checked(mass_pt_model, ensemble_model):
+    assert mass_pt_model.ensemble_size == 0
+    with pytest.raises(ValueError, match=r"has 0: train it with fit_morpher\(\.\.\., ensemble=K\)"):
+        mass_pt_transform(mass_pt_model, variations=True)
+    with pytest.raises(ValueError, match="systematic must be an identifier"):
+        mass_pt_transform(ensemble_model, variations=True, systematic="")
+    with pytest.raises(TypeError, match="True or False"):
+        mass_pt_transform(ensemble_model, variations="yes")
+    with pytest.raises(ValueError, match="input 'pt' is a callable"):
+        MorphTransform(
+            mass_pt_model, inputs={"mass": "FatJet.mass", "pt": lambda e: e.FatJet.pt}, replace=True
+        )
+    t = mass_pt_transform(ensemble_model, variations=True, replace=True)
+    assert t.outputs == {"mass": "FatJet.mass", "pt": "FatJet.pt"}
+    assert "variations=True, replace=True" in repr(t)
+    with pytest.raises(ValueError, match="same output field"):  # mass's band is the pt input
+        MorphTransform(
+            ensemble_model,
+            inputs={"mass": "FatJet.mass", "pt": "FatJet.mass_morphed_up"},
+            variations=True,
+            replace=True,
+        )
+
+
+def test_variations_equal_morpher_variations_in_all_modes(nano_path, ensemble_model, monkeypatch):
+    calls = []
+    original = Morpher.variations
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("with_nominal"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Morpher, "variations", counting)
+    t = mass_pt_transform(ensemble_model, variations=True)
+    names = {
+        "nominal": ["mass_morphed", "pt_morphed"],
+        "up": ["mass_morphed_up", "pt_morphed_up"],
+        "down": ["mass_morphed_down", "pt_morphed_down"],
+    }
+    ev = events_of(nano_path, "eager")
+    x = flat_inputs(ev)
+    bad = np.zeros(len(x), dtype=bool)
+    bad[[1, 8, 20]] = True
+    x[1, 0], x[8, 1], x[20, 0] = np.nan, np.inf, -3.0  # -3: outside the log scaling's domain
+    counts = ak.num(ev.FatJet)
+    ev = ak.with_field(ev, ak.unflatten(x[:, 0], counts), ("FatJet", "mass"))
+    ev = ak.with_field(ev, ak.unflatten(x[:, 1], counts), ("FatJet", "pt"))
+    out = t(ev)
+    assert calls == [True]  # one pass per chunk gives the nominal and the band
+    ref = ensemble_model.variations(x[~bad], with_nominal=True)
+    for v, fields in names.items():
+        y = flat_outputs(out, fields)
+        np.testing.assert_allclose(y[~bad], ref[v], rtol=1e-12, atol=0, err_msg=v)
+        assert np.isnan(y[bad]).all(), v  # the NaN policy holds for the band too
+    assert (ref["up"] > ref["nominal"]).all()
+    assert (ref["down"] < ref["nominal"]).all()
+    np.testing.assert_allclose(ref["nominal"], ensemble_model.morph(x[~bad]), rtol=1e-12)
+    # the systematic holds the same values; the other fields keep the nominal ones
+    fj = out.FatJet
+    assert fj.behavior[("__typestr__", "f4fSystematics")] == "UpDownMultiSystematic"
+    for v in ("up", "down"):
+        varied = fj.systematics.f4f[v]
+        assert type(varied).__name__ == "FatJetArray"
+        for nominal, band in zip(names["nominal"], names[v], strict=True):
+            np.testing.assert_array_equal(
+                ak.to_numpy(ak.flatten(varied[nominal])), ak.to_numpy(ak.flatten(fj[band]))
+            )
+        for other in ("mass", "pt", "eta", "pt_morphed_up"):
+            assert ak.all(ak.fill_none(varied[other] == fj[other], True) | np.isnan(fj[other]))
+    # eager == virtual (bitwise) == dask (to rounding), band and systematic alike
+    fields = [f"FatJet.{n}" for v in names.values() for n in v]
+    clean = events_of(nano_path, "eager")
+    eager_out = t(clean)
+    eager = rows(eager_out, fields)
+    assert_same_rows(eager, rows(t(events_of(nano_path, "virtual")), fields))
+    dask_out = t(events_of(nano_path, "dask", steps_per_file=3))
+    assert_same_rows(eager, rows(dask_out[["event", "FatJet"]].compute(), fields), exact=False)
+    for v in ("up", "down"):
+        got = dask_out.FatJet.systematics.f4f[v].mass_morphed.compute()
+        ref_v = eager_out.FatJet.systematics.f4f[v].mass_morphed
+        np.testing.assert_allclose(
+            ak.to_numpy(ak.flatten(got)), ak.to_numpy(ak.flatten(ref_v)), rtol=1e-12
+        )
+    # the same one task per partition computes the band: no second morph layer
+    layers = [k for k in dask_out.dask.layers if k.startswith("f4f-morph")]
+    assert len(layers) == 1
+
+
+def test_variations_necessary_columns_are_the_inputs_and_condition(
+    nano_path, ensemble_model, conditional_ensemble
+):
+    inputs = {"nFatJet", "FatJet_mass", "FatJet_pt"}
+    out = mass_pt_transform(ensemble_model, variations=True)(events_of(nano_path, "dask"))
+    fj = out.FatJet
+    up, down = fj.systematics.f4f.up, fj.systematics.f4f.down
+    for arr in (fj.mass_morphed, fj.pt_morphed_up, fj.mass_morphed_down, up.mass_morphed):
+        assert necessary(arr) == inputs
+    assert necessary(down.pt_morphed) == inputs
+    # an unrelated field needs what it needed with the plain transform: itself and the inputs
+    plain = mass_pt_transform(ensemble_model)(events_of(nano_path, "dask"))
+    assert necessary(fj.eta) == necessary(plain.FatJet.eta) == inputs | {"FatJet_eta"}
+    assert necessary(up.eta) == inputs | {"FatJet_eta"}
+    assert necessary(up.delta_r(fj)) == inputs | {"FatJet_eta", "FatJet_phi"}
+    # conditional: FatJet.msoftdrop (one field: UpDownSystematic) and tau21 (a callable input:
+    # on the events record)
+    cond = {"FatJet_eta", "FatJet_phi"}  # with mass, pt: the mjj condition
+    expected = inputs | cond | {"FatJet_msoftdrop", "FatJet_tau1", "FatJet_tau2"}
+    out = conditional_transform(conditional_ensemble, variations=True)(events_of(nano_path, "dask"))
+    for arr in (
+        out.FatJet.msoftdrop_morphed_up,
+        out.FatJet.systematics.f4f.up.msoftdrop_morphed,
+        out.tau21_morphed_down,
+        out.systematics.f4f.down.tau21_morphed,
+        out.systematics.f4f.up.FatJet.msoftdrop_morphed,
+    ):
+        assert necessary(arr) == expected
+    assert necessary(out.run) == expected | {"run"}
+
+
+def test_conditional_variations_on_the_collection_and_the_events(nano_path, conditional_ensemble):
+    t = conditional_transform(conditional_ensemble, variations=True)
+    ev = events_of(nano_path, "virtual")
+    out = t(ev)
+    assert out.FatJet.behavior[("__typestr__", "f4fSystematics")] == "UpDownSystematic"
+    counts = ak.to_numpy(ak.num(ev.FatJet))
+    mjj = np.repeat(ak.to_numpy(dijet_mass(ev)), counts)
+    x = np.stack(
+        [ak.to_numpy(ak.flatten(ev.FatJet.msoftdrop)), ak.to_numpy(ak.flatten(tau21(ev)))], 1
+    )
+    x = x.astype(np.float64)
+    good = np.isfinite(mjj)
+    assert good.any()
+    assert (~good).any()
+    ref = conditional_ensemble.variations(x[good], condition=mjj[good])
+    for v in ("up", "down"):
+        got = np.stack(
+            [
+                ak.to_numpy(ak.flatten(out.FatJet.systematics.f4f[v].msoftdrop_morphed)),
+                ak.to_numpy(ak.flatten(out.systematics.f4f[v].tau21_morphed)),
+            ],
+            1,
+        )
+        np.testing.assert_allclose(got[good], ref[v], rtol=1e-12, atol=0)
+        assert np.isnan(got[~good]).all()
+        assert type(out.systematics.f4f[v]).__name__ == "NanoEventsArray"
+        np.testing.assert_array_equal(
+            ak.to_numpy(ak.flatten(out[f"tau21_morphed_{v}"])),
+            ak.to_numpy(ak.flatten(out.systematics.f4f[v].tau21_morphed)),
+        )
+    # the events' variations see the FatJets with their outputs (collections written first)
+    assert "msoftdrop_morphed_up" in out.systematics.f4f.up.FatJet.fields
+
+
+def test_a_second_systematic_needs_another_name(nano_path, ensemble_model, conditional_ensemble):
+    ev = events_of(nano_path, "eager")
+    first = mass_pt_transform(ensemble_model, variations=True)(ev)
+    again = MorphTransform(
+        conditional_ensemble,
+        inputs={"msoftdrop": "FatJet.msoftdrop", "tau21": "FatJet.tau1"},
+        condition=dijet_mass,
+        variations=True,
+    )
+    with pytest.raises(
+        ValueError, match=r"FatJet already has a systematic named 'f4f'.*systematic="
+    ):
+        again(first)
+    dask_first = mass_pt_transform(ensemble_model, variations=True)(events_of(nano_path, "dask"))
+    with pytest.raises(ValueError, match="FatJet already has a systematic"):  # building the graph
+        mass_pt_transform(ensemble_model, variations=True, suffix="_b")(dask_first)
+    other = MorphTransform(
+        conditional_ensemble,
+        inputs={"msoftdrop": "FatJet.msoftdrop", "tau21": "FatJet.tau1"},
+        condition=dijet_mass,
+        variations=True,
+        systematic="second",
+    )
+    both = other(first)
+    assert set(ak.fields(both.FatJet.systematics)) == {"f4f", "second"}
+    assert ak.all(both.FatJet.systematics.f4f.up.mass_morphed == first.FatJet.mass_morphed_up)
+    np.testing.assert_array_equal(
+        ak.to_numpy(ak.flatten(both.FatJet.systematics.second.down.tau1_morphed)),
+        ak.to_numpy(ak.flatten(both.FatJet.tau1_morphed_down)),
+    )
+
+
+def test_variations_on_plain_records_add_columns_only(ensemble_model):
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 4, 50)
+    n = int(counts.sum())
+    jets = ak.zip(
+        {"mass": rng.gamma(2.0, 30.0, n) + 10, "pt": 200 + rng.exponential(150.0, n)},
+        depth_limit=1,
+    )
+    events = ak.zip({"FatJet": ak.unflatten(jets, counts)}, depth_limit=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning either
+        out = mass_pt_transform(ensemble_model, variations=True)(events)
+    assert out.FatJet.fields == [
+        "mass",
+        "pt",
+        "mass_morphed",
+        "mass_morphed_up",
+        "mass_morphed_down",
+        "pt_morphed",
+        "pt_morphed_up",
+        "pt_morphed_down",
+    ]
+    x = np.stack([ak.to_numpy(jets.mass), ak.to_numpy(jets.pt)], 1)
+    ref = ensemble_model.variations(x)
+    np.testing.assert_allclose(
+        flat_outputs(out, ["mass_morphed_up", "pt_morphed_up"]), ref["up"], rtol=1e-12
+    )
+    assert out.fields == ["FatJet"]
+
+
+def test_replace_writes_the_morph_into_the_input_fields(nano_path, mass_pt_model):
+    t = mass_pt_transform(mass_pt_model, replace=True)
+    beside = mass_pt_transform(mass_pt_model)
+    for mode in ("eager", "virtual"):
+        ev = events_of(nano_path, mode)
+        out, ref = t(ev), beside(ev)
+        fj = out.FatJet
+        assert type(fj).__name__ == "FatJetArray"
+        assert "mass_morphed" not in fj.fields
+        for f in MASS_PT:
+            np.testing.assert_array_equal(
+                ak.to_numpy(ak.flatten(fj[f])), ak.to_numpy(ak.flatten(ref.FatJet[f"{f}_morphed"]))
+            )
+            assert ak.all(fj[f"{f}_unmorphed"] == ev.FatJet[f])
+        assert str(ak.type(fj.mass_unmorphed)) == str(ak.type(ev.FatJet.mass))  # float32 kept
+        # behaviours see the morphed values: the dijet mass of the two leading FatJets
+        two = ak.pad_none(fj, 2)
+        mjj = ak.to_numpy(ak.fill_none((two[:, 0] + two[:, 1]).mass, np.nan))
+        r = ak.pad_none(ref.FatJet, 2)
+        lead = vectors(r.pt_morphed[:, 0], r.eta[:, 0], r.phi[:, 0], r.mass_morphed[:, 0])
+        sub = vectors(r.pt_morphed[:, 1], r.eta[:, 1], r.phi[:, 1], r.mass_morphed[:, 1])
+        expected = ak.to_numpy(ak.fill_none((lead + sub).mass, np.nan))
+        # eta and phi are float32: the vector sums agree to float32 rounding
+        np.testing.assert_allclose(mjj, expected, rtol=1e-5, equal_nan=True)
+        original = ak.to_numpy(dijet_mass(ev))
+        finite = np.isfinite(original)
+        assert finite.any()
+        assert not np.allclose(mjj[finite], original[finite], rtol=1e-3)
+        assert ak.all(fj.delta_r(fj) == 0)
+        assert ak.all(out.FatJet.subjets.pt == ev.FatJet.subjets.pt)  # cross-references
+        with pytest.raises(ValueError, match="FatJet already has a field 'mass_unmorphed'"):
+            t(out)
+    out = t(events_of(nano_path, "dask", steps_per_file=2))
+    inputs = {"nFatJet", "FatJet_mass", "FatJet_pt"}
+    assert necessary(out.FatJet.mass) == necessary(out.FatJet.pt) == inputs
+    assert necessary(out.FatJet.mass_unmorphed) == inputs
+    eager = t(events_of(nano_path, "eager"))
+    fields = ["FatJet.mass", "FatJet.pt", "FatJet.mass_unmorphed"]
+    got = out[["event", "FatJet"]].compute()
+    assert_same_rows(rows(got, fields), rows(eager, fields), exact=False)
+    with pytest.raises(ValueError, match="FatJet already has a field 'mass_unmorphed'"):
+        t(out)
+
+
+def test_replace_with_variations_varies_the_input_fields(nano_path, ensemble_model):
+    t = mass_pt_transform(ensemble_model, replace=True, variations=True)
+    for mode in ("eager", "dask"):
+        out = t(events_of(nano_path, mode))
+        fj = out.FatJet
+        up = fj.systematics.f4f.up
+        if mode == "dask":
+            inputs = {"nFatJet", "FatJet_mass", "FatJet_pt"}
+            assert necessary(up.mass) == necessary(fj.mass_morphed_up) == inputs
+            assert necessary(up.delta_r(fj)) == inputs | {"FatJet_eta", "FatJet_phi"}
+            fj = fj.compute()
+            up = fj.systematics.f4f.up
+        assert fj.behavior[("__typestr__", "f4fSystematics")] == "UpDownMultiSystematic"
+        assert ak.all(up.mass == fj.mass_morphed_up)
+        assert ak.all(up.pt == fj.pt_morphed_up)
+        assert ak.all(fj.systematics.f4f.down.mass == fj.mass_morphed_down)
+        assert ak.all(up.mass_unmorphed == fj.mass_unmorphed)
+        # four-vectors of the variation use the varied pt and mass
+        two = ak.pad_none(up, 2)
+        mjj = ak.to_numpy(ak.fill_none((two[:, 0] + two[:, 1]).mass, np.nan))
+        f = ak.pad_none(fj, 2)
+        lead = vectors(f.pt_morphed_up[:, 0], f.eta[:, 0], f.phi[:, 0], f.mass_morphed_up[:, 0])
+        sub = vectors(f.pt_morphed_up[:, 1], f.eta[:, 1], f.phi[:, 1], f.mass_morphed_up[:, 1])
+        expected = ak.to_numpy(ak.fill_none((lead + sub).mass, np.nan))
+        # eta and phi are float32: the vector sums agree to float32 rounding
+        np.testing.assert_allclose(mjj, expected, rtol=1e-5, equal_nan=True)
+        nominal = ak.to_numpy(ak.fill_none((f[:, 0] + f[:, 1]).mass, np.nan))
+        finite = np.isfinite(nominal)
+        assert (mjj[finite] > nominal[finite]).all()  # pt and mass up: the pair mass up
+
+
+def test_variations_pickle_tokenize_and_distributed(nano_path, ensemble_model, client):
+    t = mass_pt_transform(ensemble_model, variations=True)
+    t2 = pickle.loads(pickle.dumps(t))
+    transform_module.clear_model_cache()
+    assert t2.morpher.ensemble_size == 3  # the members travel in the payload
+    fields = ["FatJet.mass_morphed_up", "FatJet.pt_morphed_down"]
+    ev = events_of(nano_path, "eager")
+    reference = rows(t(ev), fields)
+    assert_same_rows(rows(t2(ev), fields), reference)
+    from dask.base import tokenize
+
+    fn = transform_module._MorphPartition
+    tokens = {
+        tokenize(fn(x, (1, 1), 2, ()))
+        for x in (
+            t,
+            mass_pt_transform(ensemble_model),
+            mass_pt_transform(ensemble_model, variations=True, systematic="other"),
+            mass_pt_transform(ensemble_model, variations=True, replace=True),
+        )
+    }
+    assert len(tokens) == 4
+    assert tokenize(fn(t, (1, 1), 2, ())) == tokenize(fn(t2, (1, 1), 2, ()))
+    out = t(events_of(nano_path, "dask", steps_per_file=3))
+    got = client.compute(out[["event", "FatJet"]], sync=True)  # another process
+    assert_same_rows(rows(got, fields), reference, exact=False)
+    up = client.compute(out.FatJet.systematics.f4f.up.mass_morphed, sync=True)
+    np.testing.assert_allclose(
+        ak.to_numpy(ak.flatten(up)),
+        np.concatenate([v[:, 0] for v in reference.values()]),
+        rtol=1e-12,
+    )
+
+
+def test_variations_on_empty_chunks(nano_path, ensemble_model):
+    t = mass_pt_transform(ensemble_model, variations=True)
+    ev = events_of(nano_path, "eager")
+    for chunk in (ev[:0], ev[ak.num(ev.FatJet) == 0]):
+        out = t(chunk)
+        for name in ("mass_morphed_up", "pt_morphed_down"):
+            assert str(ak.type(out.FatJet[name])) == f"{len(chunk)} * var * float64"
+        assert ak.sum(ak.num(out.FatJet.systematics.f4f.up.mass_morphed)) == 0

@@ -48,6 +48,9 @@ CONFIG_KEYS: dict[str, str] = {
     "penalty": "optional movement penalty: 'l1' or 'l2'",
     "penalty_weight": "weight of the penalty (> 0 with a penalty)",
     "identity_init": "start the morph flow as the identity (default true)",
+    "ensemble": "train this many bootstrap members too (0: none); the model then has "
+    "up/down variations (Morpher.variations, MorphTransform(variations=True))",
+    "ensemble_jobs": "member fits at once in worker processes (default: one per CPU core)",
     "scaling": "'standard' (default), 'log', 'logit', 'minmax', 'identity', 'zero_inflated', "
     "'discrete', or a table {feature = kind}",
     "output": "directory the model is saved to (Morpher.save)",
@@ -201,12 +204,15 @@ def _options(config: Mapping[str, Any], where: str, base: Path) -> dict[str, Any
         ("condition_scaling", (str, dict), "a kind name or a table"),
         ("source_weights", str, "a branch name"),
         ("target_weights", str, "a branch name"),
+        ("ensemble", int, "an integer >= 0"),
+        ("ensemble_jobs", int, "an integer >= 1"),
     ):
         if key not in config:
             continue
-        value = _none(config[key]) if key == "penalty" else config[key]
+        value = _none(config[key]) if key in ("penalty", "ensemble_jobs") else config[key]
         if value is not None and (
-            not isinstance(value, types) or (key == "penalty_weight" and isinstance(value, bool))
+            not isinstance(value, types)
+            or (key in ("penalty_weight", "ensemble", "ensemble_jobs") and isinstance(value, bool))
         ):
             raise CLIError(f"{where}: {key} must be {need}, got {value!r}")
         options[key] = value
@@ -382,6 +388,7 @@ def run_train(
     print_table(
         [
             ("variant", morpher.variant),
+            *([("ensemble members", str(morpher.ensemble_size))] if morpher.ensemble_size else []),
             ("training time", f"{seconds:.1f} s"),
             *_history_rows(morpher),
         ]

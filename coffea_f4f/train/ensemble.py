@@ -20,7 +20,6 @@ See DESIGN-NOTES.md, "Ensembles and variations".
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 from .. import flows
 from ..config import TrainConfig
 from ..morpher import Morpher
-from ..progress import progress_bar
+from ..progress import Bar, progress_bar
 from .loop import Salt
 
 __all__ = [
@@ -135,23 +134,27 @@ def run_members(
         return result, members
     # joblib's loky processes: spawned (no fork after torch's threads started), reused across
     # fits, and they do not re-run the caller's __main__ (no ``if __name__`` guard needed)
-    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor  # type: ignore[import-untyped]
 
-    with concurrent.futures.ThreadPoolExecutor(1) as waiter:
-        pending = waiter.submit(
-            lambda: list(
-                Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
-                    delayed(_call)(_Bound(member, i)) for i in range(1, k + 1)
-                )
-            )
-        )
+    pool = get_reusable_executor(max_workers=jobs)
+    futures = [pool.submit(_call, _Bound(member, i)) for i in range(1, k + 1)]
+    shown: Bar | None = None
+    try:
         result = nominal()
-        bar = progress_bar(k, desc="ensemble members", unit="member", show=show)
-        try:
-            done = dict(pending.result())
-            bar.update(k)
-        finally:
-            bar.close()
+        shown = progress_bar(k, desc="ensemble members", unit="member", show=show)
+        done = {}
+        for fut in futures:
+            i, value = fut.result()
+            done[i] = value
+            shown.update(1)
+    except BaseException:  # an error or Ctrl-C: do not wait for the other members
+        for fut in futures:
+            fut.cancel()
+        pool.shutdown(wait=False, kill_workers=True)
+        raise
+    finally:
+        if shown is not None:
+            shown.close()
     return result, [done[i] for i in range(1, k + 1)]
 
 
