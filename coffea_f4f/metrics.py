@@ -14,7 +14,10 @@ The quantities (see DESIGN.md, section 5):
 - :func:`correlation_difference`: Pearson and Spearman correlation matrices, difference.
 - :func:`distance_moved` and :func:`transport_ratio`: per-event displacement |T(x) - x| and how
   it compares to the cheapest way of moving the same points onto the same images.
-- :func:`summary`: all of the above for one (source, morphed, target) triple, as plain JSON.
+- :func:`summary`: all of the above for one (source, morphed, target) triple, as plain JSON;
+  with an ensemble's band (``up`` / ``down``) and member morphs also their W1 and the C2ST AUC
+  of each member (the spread of the AUC over the ensemble).
+- :func:`summary_rows`: a :func:`summary` as the rows of a printed table.
 
 Inputs should be held-out events (not the ones the morph was trained on); otherwise the metrics
 are optimistic.
@@ -47,6 +50,7 @@ __all__ = [
     "correlation_difference",
     "distance_moved",
     "summary",
+    "summary_rows",
     "transport_ratio",
     "wasserstein",
     "wasserstein_floor",
@@ -697,6 +701,9 @@ def summary(
     target_weights: np.ndarray | None = None,
     seed: int = 0,
     standardize: bool = False,
+    up: Any = None,
+    down: Any = None,
+    members: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """All metrics for one morph, as a JSON-serialisable dict of floats and lists.
 
@@ -707,6 +714,12 @@ def summary(
     carry the weights of the source events they came from, and the distance moved and the
     standardisation use weighted means and stds. Without weights the results are those of the
     unweighted computation, bit for bit.
+
+    With an ensemble (``fit_morpher(..., ensemble=K)``), pass its band and member morphs of the
+    same source events (:meth:`Morpher.variations <coffea_f4f.morpher.Morpher.variations>`):
+    ``up`` / ``down`` add their per-feature W1 against the target (weighted as ``w1_after``),
+    ``members`` the C2ST AUC of each member against the target and its mean and spread. Without
+    them the result is exactly the one without an ensemble.
 
     Args:
         source: source events before the morph, shape ``(N, D)``.
@@ -723,6 +736,11 @@ def summary(
             ``target`` before computing the distance moved and the transport ratio (recommended
             when the features have different units; AUC, W1 / std and correlations do not
             change).
+        up: the band's upper variation of ``morphed`` (``variations(x)["up"]``), shape
+            ``(N, D)``, row ``i`` the variation of source row ``i``; given with ``down``.
+        down: the lower variation, as ``up``.
+        members: the K >= 1 member morphs of the source events (``variations(x,
+            members=True)``), a sequence of ``(N, D)`` arrays (or a ``(K, N, D)`` array).
 
     Returns:
         A dict with keys ``n_source``, ``n_target``, ``auc_before``, ``sigma_before``
@@ -733,10 +751,15 @@ def summary(
         ``distance_mean``, ``distance_std`` (weighted, of :func:`distance_moved`),
         ``transport_ratio`` (``None`` if infinite), ``standardized``, ``weighted`` (whether any
         weights were given) and ``n_eff_source``, ``n_eff_target`` (effective sample sizes
-        ``(sum w)**2 / sum(w**2)``; the event counts without weights).
+        ``(sum w)**2 / sum(w**2)``; the event counts without weights). With ``up`` / ``down``
+        also ``w1_up``, ``w1_down`` (per-feature lists); with ``members`` also
+        ``auc_members`` (the C2ST AUC of each member vs the target, a list),
+        ``auc_members_mean`` and ``auc_members_std`` (``ddof=1``; ``None`` for one member).
 
     Raises:
-        ValueError: on malformed or mismatched input (see the individual metrics).
+        ValueError: on malformed or mismatched input (see the individual metrics), ``up``
+            without ``down`` (or the reverse), or a band or member whose shape is not that of
+            ``morphed`` (the message names the argument).
     """
     src, mor = _paired(source, morphed, "source", "morphed")
     tgt = as_matrix(target, "target")
@@ -744,6 +767,8 @@ def summary(
     why = "summary (its classifier test and optimal transport)"
     ws = _weights(source_weights, len(src), "source_weights", signed=False, why=why)
     wt = _weights(target_weights, len(tgt), "target_weights", signed=False, why=why)
+    band = _band(up, down, mor)
+    ensemble = _members(members, mor)
 
     auc_before, sigma_before = c2st_auc(src, tgt, weights_a=ws, weights_b=wt, seed=seed)
     auc_after, sigma_after = c2st_auc(mor, tgt, weights_a=ws, weights_b=wt, seed=seed)
@@ -762,7 +787,7 @@ def summary(
         dist_mean = float(np.dot(ws, dist) / ws.sum())
         dist_std = float(np.sqrt(np.dot(ws, (dist - dist_mean) ** 2) / ws.sum()))
 
-    return {
+    out: dict[str, Any] = {
         "n_source": len(src),
         "n_target": len(tgt),
         "auc_before": auc_before,
@@ -785,6 +810,56 @@ def summary(
         "n_eff_source": _n_eff(ws, len(src)),
         "n_eff_target": _n_eff(wt, len(tgt)),
     }
+    if band is not None:
+        out["w1_up"] = wasserstein(band[0], tgt, weights_a=ws, weights_b=wt).tolist()
+        out["w1_down"] = wasserstein(band[1], tgt, weights_a=ws, weights_b=wt).tolist()
+    if ensemble is not None:
+        aucs = [c2st_auc(m, tgt, weights_a=ws, weights_b=wt, seed=seed)[0] for m in ensemble]
+        out["auc_members"] = aucs
+        out["auc_members_mean"] = float(np.mean(aucs))
+        out["auc_members_std"] = float(np.std(aucs, ddof=1)) if len(aucs) >= 2 else None
+    return out
+
+
+def _like_morphed(x: Any, name: str, mor: np.ndarray) -> np.ndarray:
+    """``x`` as a matrix of ``morphed``'s shape (the same events, varied) or ValueError."""
+    arr = as_matrix(x, name)
+    if arr.shape != mor.shape:
+        raise ValueError(
+            f"{name} must have the shape of morphed {mor.shape} (row i is a variation of the "
+            f"morph of source row i); got {arr.shape}"
+        )
+    return arr
+
+
+def _band(up: Any, down: Any, mor: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The band's two variations, checked (None without a band)."""
+    if up is None and down is None:
+        return None
+    if up is None or down is None:
+        given, missing = ("up", "down") if down is None else ("down", "up")
+        raise ValueError(
+            f"{given} was given without {missing}: pass both variations of the band "
+            "(Morpher.variations(x) returns them as 'up' and 'down')"
+        )
+    return _like_morphed(up, "up", mor), _like_morphed(down, "down", mor)
+
+
+def _members(members: Any, mor: np.ndarray) -> list[np.ndarray] | None:
+    """The member morphs, checked (None without members)."""
+    if members is None:
+        return None
+    if isinstance(members, np.ndarray) and members.ndim == 3:
+        members = list(members)
+    if isinstance(members, Mapping | str | bytes | np.ndarray) or not isinstance(members, Sequence):
+        raise ValueError(
+            "members must be a list of the K member morphs, each of the shape of morphed "
+            f"{mor.shape} (Morpher.variations(x, members=True)); got {type(members).__name__}"
+            + (f" of shape {members.shape}" if isinstance(members, np.ndarray) else "")
+        )
+    if len(members) == 0:
+        raise ValueError("members is empty: pass at least one member morph (or None)")
+    return [_like_morphed(m, f"members[{k}]", mor) for k, m in enumerate(members)]
 
 
 def summary_rows(
@@ -794,6 +869,10 @@ def summary_rows(
     names: tuple[str, str, str] = ("source", "morphed", "target"),
 ) -> list[tuple[str, str]]:
     """``(label, value)`` rows of a printed metrics table for a :func:`summary` dict.
+
+    With an ensemble in the summary the W1 rows also give the band's (``0.300 -> 0.050 (up
+    0.060, down 0.070; floor 0.020)``) and the morphed AUC row the members' mean and spread
+    (``0.512 +- 0.006 (members 0.515, std 0.004, K=5)``; the first ``+-`` is the null sigma).
 
     Args:
         summary: the dict from :func:`summary`.
@@ -813,16 +892,24 @@ def summary_rows(
                 f"{summary['n_eff_source']:.0f} / {summary['n_eff_target']:.0f}",
             )
         )
+    aucs = summary.get("auc_members")
+    if aucs:
+        std = summary.get("auc_members_std")
+        spread = "" if std is None else f", std {std:.3f}"
+        after += f" (members {summary['auc_members_mean']:.3f}{spread}, K={len(aucs)})"
     rows += [
         (f"C2ST AUC {src} vs {tgt}", before),
         (f"C2ST AUC {mor} vs {tgt}", after),
     ]
+    band = "w1_up" in summary and "w1_down" in summary
     for j, feature in enumerate(features):
+        floor = f"floor {summary['w1_floor'][j]:.3f}"
+        if band:
+            floor = f"up {summary['w1_up'][j]:.3f}, down {summary['w1_down'][j]:.3f}; {floor}"
         rows.append(
             (
                 f"W1/std {feature}",
-                f"{summary['w1_before'][j]:.3f} -> "
-                f"{summary['w1_after'][j]:.3f} (floor {summary['w1_floor'][j]:.3f})",
+                f"{summary['w1_before'][j]:.3f} -> {summary['w1_after'][j]:.3f} ({floor})",
             )
         )
     rows += [

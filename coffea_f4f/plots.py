@@ -13,6 +13,9 @@ global rcParams are left alone); no experiment label is drawn.
 - :func:`feature_comparison`: per feature, source / morphed / target as events per bin width
   (with units, log-y where the spectrum falls) and their ratios to the target; from arrays or
   from ``hist.Hist`` histograms.
+- :func:`band_comparison`: per feature, the nominal morph with the band of its bootstrap
+  ensemble (:meth:`Morpher.variations <coffea_f4f.morpher.Morpher.variations>`), the source
+  and the target, with ratios to the nominal morph.
 - :func:`toy_panels`: 2D toys: source, morphed and target densities, and arrows source ->
   morphed.
 - :func:`distance_histogram`: how far events moved, one histogram per variant.
@@ -37,7 +40,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["distance_histogram", "feature_comparison", "loss_curves", "toy_panels"]
+__all__ = [
+    "band_comparison",
+    "distance_histogram",
+    "feature_comparison",
+    "loss_curves",
+    "toy_panels",
+]
 
 #: Resolution of the saved PNGs.
 DPI = 150
@@ -413,6 +422,38 @@ def _check_range(value: Any) -> tuple[float, float]:
     return lo, hi
 
 
+def _axis_labels(xlabels: Any, features: list[str]) -> dict[str, str]:
+    """``{feature: x label}`` from ``xlabels`` (a mapping, one per feature, or None)."""
+    if xlabels is None:
+        return {}
+    if isinstance(xlabels, Mapping):
+        return {str(k): str(v) for k, v in xlabels.items()}
+    names = _check_names(xlabels, "xlabels")
+    if len(names) != len(features):
+        raise ValueError(
+            f"xlabels has {len(names)} labels for the {len(features)} features {features}; "
+            "pass one per feature or a mapping {feature: label}"
+        )
+    return dict(zip(features, names, strict=True))
+
+
+def _check_binwnorm(binwnorm: Any) -> None:
+    if binwnorm is not None and (
+        isinstance(binwnorm, bool) or not isinstance(binwnorm, int | float) or not binwnorm > 0
+    ):
+        raise ValueError(f"binwnorm must be a positive number or None; got {binwnorm!r}")
+
+
+def _grid(ncols: Any, n_feat: int) -> tuple[int, int]:
+    """``(columns, rows)`` of the panel grid: ``ncols`` per row (default up to 4)."""
+    if ncols is None:
+        ncols = min(n_feat, 4)
+    if isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer or None; got {ncols!r}")
+    ncols = min(int(ncols), n_feat)
+    return ncols, math.ceil(n_feat / ncols)
+
+
 def _poisson(b: _Binned) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper 68% Poisson (Garwood) errors of the bin contents, via hist."""
     from hist.intervals import poisson_interval
@@ -520,32 +561,13 @@ def feature_comparison(
             f"features has {len(features)} names but the arrays have feature counts {dims}; "
             "pass one name per column and arrays with the same columns"
         )
-    axis_labels: dict[str, str] = {}
-    if isinstance(xlabels, Mapping):
-        axis_labels = {str(k): str(v) for k, v in xlabels.items()}
-    elif xlabels is not None:
-        names = _check_names(xlabels, "xlabels")
-        if len(names) != len(features):
-            raise ValueError(
-                f"xlabels has {len(names)} labels for the {len(features)} features {features}; "
-                "pass one per feature or a mapping {feature: label}"
-            )
-        axis_labels = dict(zip(features, names, strict=True))
+    axis_labels = _axis_labels(xlabels, features)
     _check_keys(bins, "bins", features)
     _check_keys(logy, "logy", features)
     logys = {f: _check_logy(_per_feature(logy, f)) for f in features}
-    if binwnorm is not None and (
-        isinstance(binwnorm, bool) or not isinstance(binwnorm, int | float) or not binwnorm > 0
-    ):
-        raise ValueError(f"binwnorm must be a positive number or None; got {binwnorm!r}")
+    _check_binwnorm(binwnorm)
     fixed_range = None if ratio_range is None else _check_range(ratio_range)
-    n_feat = len(features)
-    if ncols is None:
-        ncols = min(n_feat, 4)
-    if isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer or None; got {ncols!r}")
-    ncols = min(int(ncols), n_feat)
-    nrows = math.ceil(n_feat / ncols)
+    ncols, nrows = _grid(ncols, len(features))
     units = dict(units or {})
 
     weights = {
@@ -729,6 +751,358 @@ def feature_comparison(
                         fontsize="small",
                     )
                 else:  # in the headroom left above the data
+                    ax.legend(handles, names, loc="upper right", frameon=False, fontsize="x-small")
+        _save(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# the ensemble's band
+# --------------------------------------------------------------------------------------------
+_BAND_KEYS = ("nominal", "up", "down")
+_BAND_ALPHA = 0.3
+
+
+def _event_columns(x: Any, what: str, features: list[str]) -> np.ndarray:
+    """One event input of :func:`band_comparison` as an ``(N, D)`` array of ``features``."""
+    if _is_hist(x) or (
+        isinstance(x, Mapping | list | tuple) and any(_is_hist(v) for v in _values(x))
+    ):
+        raise ValueError(
+            f"{what} must hold events (an array, a mapping of columns or awkward records); "
+            "band_comparison bins the events itself and takes no histograms"
+        )
+    fields = list(x.keys()) if isinstance(x, Mapping) else getattr(x, "fields", None)
+    if fields:
+        missing = [f for f in features if f not in fields]
+        if missing:
+            raise ValueError(f"{what} has no column {missing}; it has {list(fields)}")
+        x = {f: x[f] for f in features}
+    arr = as_matrix(x, what, min_events=1)
+    if arr.shape[1] != len(features):
+        raise ValueError(
+            f"{what} has {arr.shape[1]} feature columns but features has {len(features)} names "
+            f"{features}; pass one name per column"
+        )
+    return arr
+
+
+def _values(x: Any) -> list[Any]:
+    return list(x.values()) if isinstance(x, Mapping) else list(x)
+
+
+def _check_band(band: Any) -> dict[str, Any]:
+    if not isinstance(band, Mapping) or any(k not in band for k in _BAND_KEYS):
+        have = list(band) if isinstance(band, Mapping) else type(band).__name__
+        raise ValueError(
+            "band must be the dict {'nominal', 'up', 'down'} of "
+            f"Morpher.variations(x, with_nominal=True); got {have}"
+        )
+    return {k: band[k] for k in _BAND_KEYS}
+
+
+def _envelope(b: dict[str, _Binned], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per bin, the lowest and highest of nominal, up and down (scaled): an event-wise "up"
+    moves events along x, so it raises some bins and lowers others."""
+    stacked = np.stack([b[k].values for k in _BAND_KEYS]) * scale
+    return stacked.min(axis=0), stacked.max(axis=0)
+
+
+def band_comparison(
+    source: Any,
+    band: Mapping[str, Any],
+    target: Any = None,
+    *,
+    features: Sequence[str] | None = None,
+    units: Mapping[str, str] | None = None,
+    bins: Any = None,
+    path: str | Path | None = None,
+    labels: Sequence[str] = ("source", "morphed", "target"),
+    band_label: str = "ensemble band",
+    ncols: int | None = None,
+    xlabels: Mapping[str, str] | Sequence[str] | None = None,
+    logy: bool | str | Mapping[str, bool | str] = "auto",
+    binwnorm: float | None = None,
+    ratio_range: tuple[float, float] | None = None,
+    source_weights: Any = None,
+    target_weights: Any = None,
+) -> Figure:
+    """Per feature, the nominal morph with the ensemble's band, the source and the target.
+
+    The band is :meth:`Morpher.variations(x, with_nominal=True)
+    <coffea_f4f.morpher.Morpher.variations>` of the source events ``x``: each event moved to
+    the nominal morph +- the spread of the bootstrap members. Each of ``nominal``, ``up`` and
+    ``down`` is histogrammed; per bin the shaded band spans the lowest to the highest of the
+    three (an event-wise "up" shifts events along x, so it raises some bins and lowers others).
+
+    One column per feature, with the conventions of :func:`feature_comparison` (units, round
+    bin widths, log-y for falling spectra, legend above the panels, mplhep style). Top: events
+    per bin, the source (dashed) and the nominal morph (solid) with its band (shaded), both
+    scaled to the target's number of events when a target is given, and the target as black
+    points with 68% Poisson errors. Bottom: everything divided by the nominal morph: the band
+    around 1, the target (points, its statistical errors) and the source (dashed); the y axis
+    reads "ratio to <morphed label>".
+
+    Args:
+        source: the source events the band was computed for, shape ``(N, D)`` (or a mapping /
+            awkward records holding the ``D`` feature columns; other fields are ignored).
+        band: ``{"nominal", "up", "down"}``, each of the shape of ``source`` (row ``i`` moves
+            source row ``i``), as :meth:`Morpher.variations` returns them with
+            ``with_nominal=True``.
+        target: optional target events, as ``source`` (any number of events).
+        features: ``D`` feature names, in column order. Optional when the inputs name their
+            columns (mapping keys, record fields); with records that hold more fields, pass it.
+        units: optional ``{feature: unit}``, as in :func:`feature_comparison`.
+        bins: per feature (or ``{feature: ...}``): an int (at most about that many round bins
+            over the central 99.8% of all samples; default sqrt(N), 10 to 50) or bin edges.
+        path: where to save the figure (PNG at 150 dpi), or None.
+        labels: legend names of the source, the nominal morph and the target.
+        band_label: the band's legend entry.
+        ncols: features per row (default: up to 4).
+        xlabels: x-axis labels instead of the feature names (the unit is appended).
+        logy: ``True``, ``False`` or ``"auto"`` (per feature with a mapping), as in
+            :func:`feature_comparison`.
+        binwnorm: show events per ``binwnorm`` units of x; default: events per bin for equal
+            bins, per unit for variable bins.
+        ratio_range: ``(low, high)`` of the ratio panels; default: symmetric around 1, wide
+            enough for the band and 90% of the well-populated target bins.
+        source_weights: per-event weights of the source (``(N,)``, signed allowed); the
+            nominal morph and its variations carry them.
+        target_weights: per-event weights of the target.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: ``band`` lacks one of its keys, the band's arrays or the source differ in
+            shape, histograms instead of events, NaN/inf, or bad options.
+    """
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    labels = _check_labels(labels, 3)
+    given = _check_band(band)
+    inputs: dict[str, Any] = {"source": source, **given}
+    if target is not None:
+        inputs["target"] = target
+    if features is None:
+        named = (_names_of(x, None) for x in inputs.values())
+        features = next((n for n in named if n is not None), None)
+        if features is None:
+            raise ValueError(
+                "features is needed: the inputs do not name their columns; pass one name per "
+                "column, e.g. features=['mj1', 'tau21']"
+            )
+    features = _check_names(features, "features")
+    what = {"source": "source", **{k: f"band[{k!r}]" for k in _BAND_KEYS}, "target": "target"}
+    columns = {k: _event_columns(x, what[k], features) for k, x in inputs.items()}
+    for k in _BAND_KEYS:
+        if columns[k].shape != columns["source"].shape:
+            raise ValueError(
+                f"band[{k!r}] has shape {columns[k].shape} but source {columns['source'].shape}: "
+                "the band holds the source events, moved (Morpher.variations(source, ...))"
+            )
+    axis_labels = _axis_labels(xlabels, features)
+    _check_keys(bins, "bins", features)
+    _check_keys(logy, "logy", features)
+    logys = {f: _check_logy(_per_feature(logy, f)) for f in features}
+    _check_binwnorm(binwnorm)
+    fixed_range = None if ratio_range is None else _check_range(ratio_range)
+    ncols, nrows = _grid(ncols, len(features))
+    units = dict(units or {})
+    ws = _weights(source_weights, columns["source"], "source")
+    weights: dict[str, np.ndarray | None] = dict.fromkeys(columns, ws)
+    if "target" in columns:
+        weights["target"] = _weights(target_weights, columns["target"], "target")
+    elif target_weights is not None:
+        raise ValueError("target_weights were given without a target")
+
+    binned: list[dict[str, _Binned]] = []
+    all_edges: list[np.ndarray] = []
+    for j, name in enumerate(features):
+        arrays = [c[:, j] for c in columns.values()]
+        edges = _feature_edges(name, _per_feature(bins, name), arrays, [])
+        per = {k: _bin_array(c[:, j], edges, weights[k]) for k, c in columns.items()}
+        for k, sample in per.items():
+            if not sample.total > 0:
+                raise ValueError(f"the {what[k]} histogram of {name!r} is empty")
+        binned.append(per)
+        all_edges.append(edges)
+    has_target = "target" in columns
+    scales = [
+        {k: (b["target"].total / b[k].total if has_target else 1.0) for k in ("source", "nominal")}
+        for b in binned
+    ]
+    legend_names = list(labels)
+    for i, k in enumerate(("source", "nominal")):
+        factors = [sc[k] for sc in scales]
+        if any(abs(f - 1.0) > 0.005 for f in factors):
+            same = np.allclose(factors, factors[0], rtol=1e-6)
+            legend_names[i] += f" (\u00d7{factors[0]:.3g})" if same else " (scaled)"
+    above = ncols > 1
+
+    with _style(), plt.rc_context({"font.size": 20}):
+        fig = plt.figure(figsize=(4.6 * ncols, 5.2 * nrows), layout="constrained")
+        _layout(fig).set(hspace=0.04, wspace=0.03, h_pad=0.06)
+        outer = fig.add_gridspec(nrows, ncols)
+        for j, name in enumerate(features):
+            b, edges, scale = binned[j], all_edges[j], scales[j]
+            unit = units.get(name)
+            cell = outer[j // ncols, j % ncols].subgridspec(
+                2, 1, height_ratios=(2.6, 1.4), hspace=0.0
+            )
+            ax = fig.add_subplot(cell[0])
+            rax = fig.add_subplot(cell[1], sharex=ax)
+            per_x, ylabel = _y_axis(edges, unit, binwnorm)
+            y_s = b["source"].values * scale["source"] * per_x
+            y_n = b["nominal"].values * scale["nominal"] * per_x
+            lo, hi = (v * per_x for v in _envelope(b, scale["nominal"]))
+            shown = [y_s, y_n, hi]
+            if has_target:
+                y_t = b["target"].values * per_x
+                err_t = np.stack(_poisson(b["target"])) * per_x
+                shown.append(y_t)
+            want = logys[name]
+            widths = np.diff(edges)
+            log = (
+                _auto_logy(sum(shown) / (per_x * widths), name, unit)
+                if want == "auto"
+                else bool(want)
+            )
+            mplhep.histplot(
+                y_s,
+                edges,
+                ax=ax,
+                histtype="step",
+                ls="--",
+                lw=1.8,
+                color=_SOURCE_COLOR,
+                label=legend_names[0],
+                flow="none",
+                edges=not log,
+            )
+            ax.stairs(
+                hi,
+                edges,
+                baseline=lo,
+                fill=True,
+                color=_MORPHED_COLOR,
+                alpha=_BAND_ALPHA,
+                lw=0,
+                label=band_label,
+            )
+            mplhep.histplot(
+                y_n,
+                edges,
+                ax=ax,
+                histtype="step",
+                lw=2.0,
+                color=_MORPHED_COLOR,
+                label=legend_names[1],
+                flow="none",
+                edges=not log,
+            )
+            top = float(np.nanmax([np.max(y) for y in shown]))
+            if has_target:
+                t = b["target"].values
+                mplhep.histplot(
+                    np.where(t > 0, y_t, np.nan) if log else y_t,
+                    edges,
+                    yerr=err_t,
+                    ax=ax,
+                    histtype="errorbar",
+                    color=_TARGET_COLOR,
+                    marker="o",
+                    markersize=3.5,
+                    elinewidth=1.0,
+                    label=legend_names[2],
+                    flow="none",
+                )
+                top = max(top, float(np.max(y_t + err_t[1])))
+            if log:
+                ax.set_yscale("log")
+                positive = np.concatenate([y[y > 0] for y in shown])
+                bottom = 0.5 * float(positive.min()) if positive.size else 0.1
+                top = max(top, 10 * bottom)
+                room = 0.15 if above else 0.5
+                ax.set_ylim(bottom, top * (top / bottom) ** (room / (1 - room)))
+            else:
+                ax.set_ylim(0, (1.15 if above else 2.1) * top if top > 0 else 1.0)
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_ylabel(ylabel)
+            ax.tick_params(labelbottom=False)
+            ax.set_xlabel("")
+
+            nominal = y_n > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r_lo = np.where(nominal, lo / y_n, np.nan)
+                r_hi = np.where(nominal, hi / y_n, np.nan)
+                r_s = np.where(nominal, y_s / y_n, np.nan)
+            rax.stairs(
+                np.nan_to_num(r_hi, nan=1.0),
+                edges,
+                baseline=np.nan_to_num(r_lo, nan=1.0),
+                fill=True,
+                color=_MORPHED_COLOR,
+                alpha=_BAND_ALPHA,
+                lw=0,
+                label=band_label,
+            )
+            rax.axhline(1.0, color=_MORPHED_COLOR, lw=1.2)
+            mplhep.histplot(
+                r_s,
+                edges,
+                ax=rax,
+                histtype="step",
+                ls="--",
+                lw=1.6,
+                color=_SOURCE_COLOR,
+                flow="none",
+            )
+            ratios = [r_s, r_lo, r_hi]
+            rel_err = np.where(nominal, 0.0, np.inf)
+            if has_target:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r_t = np.where(nominal, y_t / y_n, np.nan)
+                    r_err = np.where(nominal, err_t / y_n, np.nan)
+                    rel_err = np.where(t > 0, err_t[1] / y_t, np.inf)
+                mplhep.histplot(
+                    r_t,
+                    edges,
+                    yerr=np.nan_to_num(r_err),
+                    ax=rax,
+                    histtype="errorbar",
+                    color=_TARGET_COLOR,
+                    marker="o",
+                    markersize=3.0,
+                    elinewidth=0.9,
+                    flow="none",
+                )
+                ratios.append(r_t)
+            if fixed_range is None:
+                half = _nice_half_range(ratios, rel_err)
+                lo_r, hi_r = 1 - half, 1 + half
+            else:
+                lo_r, hi_r = fixed_range
+            rax.set_ylim(lo_r, hi_r)
+            rax.set_yticks([lo_r + (hi_r - lo_r) / 4, (lo_r + hi_r) / 2, hi_r - (hi_r - lo_r) / 4])
+            rax.set_xlim(edges[0], edges[-1])
+            rax.set_xlabel(_with_unit(axis_labels.get(name, name), unit))
+            rax.set_ylabel(f"ratio to\n{labels[1]}", fontsize="small", loc="center")
+            rax.tick_params(axis="y", labelsize="small")
+            if j == 0:  # source, morphed, its band, target
+                handles, names = ax.get_legend_handles_labels()
+                handles[1:3], names[1:3] = handles[2:0:-1], names[2:0:-1]
+                if above:
+                    fig.legend(
+                        handles,
+                        names,
+                        loc="outside upper center",
+                        ncols=4,
+                        frameon=False,
+                        fontsize="small",
+                    )
+                else:
                     ax.legend(handles, names, loc="upper right", frameon=False, fontsize="x-small")
         _save(fig, path)
     return fig

@@ -478,6 +478,65 @@ def test_evaluate_prints_and_writes_metrics_and_plots(trained, files, tmp_path):
     assert "transport ratio" in stdout
 
 
+def test_evaluate_an_ensemble_reports_and_draws_its_band(files, tmp_path, monkeypatch):
+    """A model with a bootstrap ensemble: metrics.json has the band's W1 and the members'
+    AUCs, the table prints them, band.png is drawn."""
+    import matplotlib.pyplot as plt
+
+    from coffea_f4f import plots
+    from coffea_f4f.train import fit_morpher
+
+    # drawing is most of the time: small PNGs, and the plots of any model are the plain
+    # evaluate test's
+    monkeypatch.setattr(plots, "DPI", 30)
+    for name in ("feature_comparison", "loss_curves"):
+        monkeypatch.setattr(plots, name, lambda *args, **kwargs: plt.figure())
+
+    sim, data = (
+        {k: ak.to_numpy(v) for k, v in zip(ev.fields, ak.unzip(ev), strict=True)}
+        for ev in (datasets.dijet(1200, kind=k, seed=s) for k, s in (("sim", 21), ("data", 22)))
+    )
+    tiny = FlowConfig(layers=2, hidden=16, blocks=1, bins=6)
+    model = fit_morpher(
+        sim,
+        data,
+        features=FEATURES,
+        condition="mjj",
+        scaling={"mj1": "log"},
+        flow=tiny,
+        density=tiny,
+        train=TrainConfig(epochs=1, batch_size=256, progress=False, num_threads=1),
+        ensemble=2,
+        ensemble_jobs=1,
+    ).save(tmp_path / "ensemble")
+    out = tmp_path / "eval"
+    code, stdout, err = _run(
+        "evaluate",
+        model,
+        "--source",
+        files["sim"],
+        "--target",
+        files["data"],
+        "--out",
+        out,
+        "--max-events",
+        "400",
+    )
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ensemble_size"] == 2
+    assert len(metrics["w1_up"]) == len(metrics["w1_down"]) == 2
+    assert metrics["w1_up"] != metrics["w1_down"]
+    assert len(metrics["auc_members"]) == 2
+    assert all(0 <= a <= 1 for a in metrics["auc_members"])
+    assert metrics["auc_members_mean"] == pytest.approx(np.mean(metrics["auc_members"]))
+    assert metrics["auc_members_std"] == pytest.approx(np.std(metrics["auc_members"], ddof=1))
+    assert f"down {metrics['w1_down'][0]:.3f}; floor" in stdout
+    assert "K=2)" in stdout
+    assert (out / "band.png").stat().st_size > 1000
+    assert "band.png" in stdout
+
+
 # ------------------------------------------------------------------------------------ help
 @pytest.mark.parametrize("command", [[], ["demo"], ["train"], ["apply"], ["evaluate"]])
 def test_help_of_every_command(command, capsys):

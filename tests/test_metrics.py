@@ -568,3 +568,95 @@ def test_weighted_spread_errors():
     z = np.arange(8.0)
     with pytest.raises(ValueError, match="half of b has a total weight <= 0"):
         metrics.wasserstein_floor(z, weights=np.array([1, 1, 1, 1, -1, -1, -1, 4.0]), seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary with an ensemble's band and members
+# ---------------------------------------------------------------------------------------------
+def _band_triple(n: int = 400) -> tuple[np.ndarray, ...]:
+    source = _gauss(n, 2, seed=60)
+    target = _gauss(n, 2, seed=61, shift=1.0)
+    return source, source + 1.1, target
+
+
+def test_summary_without_a_band_is_unchanged():
+    source, morphed, target = _band_triple(300)
+    plain = metrics.summary(source, morphed, target, seed=3)
+    explicit = metrics.summary(source, morphed, target, seed=3, up=None, down=None, members=None)
+    assert explicit == plain
+    assert not {k for k in plain if k.startswith(("w1_up", "w1_down", "auc_members"))}
+
+
+def test_summary_band_w1_orders_as_the_variations_do():
+    source, morphed, target = _band_triple()
+    up = source + 1.0  # distributed as the target
+    down = source + 1.6  # shifted by 0.6 std past it
+    w = np.random.default_rng(62).uniform(0.5, 1.5, len(source))
+    out = metrics.summary(source, morphed, target, up=up, down=down, source_weights=w)
+    json.dumps(out, allow_nan=False)
+    for j in range(2):
+        assert out["w1_up"][j] < out["w1_after"][j] < out["w1_down"][j], j
+        assert out["w1_down"][j] > out["w1_up"][j] + 0.3  # 0.6 std apart
+    # weighted as w1_after: the morphed events carry the source weights
+    assert out["w1_up"] == pytest.approx(metrics.wasserstein(up, target, weights_a=w).tolist())
+    assert "auc_members" not in out
+    rows = dict(metrics.summary_rows(out, ["x", "y"]))
+    assert f"(up {out['w1_up'][0]:.3f}, down {out['w1_down'][0]:.3f}; floor" in rows["W1/std x"]
+
+
+def test_summary_member_aucs_and_their_spread():
+    source, morphed, target = _band_triple()
+    members = [source + 1.0, source + 1.05, source + 2.5]  # the last member is far off
+    out = metrics.summary(source, morphed, target, members=members, seed=4)
+    json.dumps(out, allow_nan=False)
+    aucs = out["auc_members"]
+    assert len(aucs) == 3
+    assert aucs[0] == metrics.c2st_auc(members[0], target, seed=4)[0]
+    assert aucs[2] > 0.85 > 0.65 > max(aucs[:2])
+    assert out["auc_members_mean"] == pytest.approx(np.mean(aucs))
+    assert out["auc_members_std"] == pytest.approx(np.std(aucs, ddof=1))
+    assert "w1_up" not in out
+    rows = dict(metrics.summary_rows(out, ["x", "y"]))
+    after = rows["C2ST AUC morphed vs target"]
+    assert after.startswith(f"{out['auc_after']:.3f} +- {out['sigma_after']:.3f} (members ")
+    assert after.endswith(f"std {out['auc_members_std']:.3f}, K=3)")
+    # a (K, N, D) array is K members; one member has no spread
+    stacked = metrics.summary(source, morphed, target, members=np.stack(members[:1]), seed=4)
+    assert stacked["auc_members"] == aucs[:1]
+    assert stacked["auc_members_std"] is None
+    assert "K=1)" in dict(metrics.summary_rows(stacked, ["x", "y"]))["C2ST AUC morphed vs target"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"up": "ok"}, r"^up was given without down"),
+        ({"down": "ok"}, r"^down was given without up"),
+        ({"up": "ok", "down": "short"}, r"^down must have the shape of morphed \(50, 2\)"),
+        ({"up": "3d", "down": "ok"}, r"^up must have shape \(N, D\)"),
+        ({"members": ["ok", "short"]}, r"^members\[1\] must have the shape of morphed"),
+        ({"members": ["ok", "nan"]}, r"^members\[1\] contains 1 non-finite"),
+        ({"members": "ok"}, r"^members must be a list of the K member morphs.*shape \(50, 2\)"),
+        ({"members": {"up": "ok"}}, r"^members must be a list .*got dict"),
+        ({"members": []}, r"^members is empty"),
+    ],
+)
+def test_summary_band_bad_input_names_the_argument(kwargs, match):
+    source, morphed, target = _band_triple(50)
+    arrays = {
+        "ok": morphed,
+        "short": morphed[:40],
+        "3d": morphed[None],
+        "nan": morphed.copy(),
+    }
+    arrays["nan"][7, 0] = np.nan
+
+    def resolve(v):
+        if isinstance(v, str):
+            return arrays[v]
+        if isinstance(v, list):
+            return [resolve(i) for i in v]
+        return {k: resolve(i) for k, i in v.items()}
+
+    with pytest.raises(ValueError, match=match):
+        metrics.summary(source, morphed, target, **{k: resolve(v) for k, v in kwargs.items()})

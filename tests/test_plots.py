@@ -503,3 +503,114 @@ def test_feature_comparison_event_weights_equal_duplicated_events():
         )
     for fig in (weighted, duplicated, plain):
         plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- the band
+def _band(n: int = 3000, seed: int = 9) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(mjj, tau21) source, a band {nominal, up, down} of it (a shift +- a spread), target."""
+    source, _, target = _physics(n, seed=seed)
+    nominal = source * [1.02, 1.0] + [1.0, 0.03]
+    spread = np.array([3.0, 0.02])
+    return source, {"nominal": nominal, "up": nominal + spread, "down": nominal - spread}, target
+
+
+def _band_patches(ax) -> list[StepPatch]:
+    return [p for p in ax.patches if isinstance(p, StepPatch) and p.get_label() == "band"]
+
+
+def test_band_comparison_draws_the_envelope_of_the_variations(tmp_path):
+    source, band, target = _band()
+    edges = {"mjj": np.linspace(20, 300, 29), "tau21": np.linspace(0, 1, 21)}
+    path = tmp_path / "band.png"
+    fig = plots.band_comparison(
+        source,
+        band,
+        target,
+        features=["mjj", "tau21"],
+        units={"mjj": "GeV"},
+        bins=edges,
+        labels=("sim", "sim morphed", "data"),
+        band_label="band",
+        path=path,
+    )
+    _png(path, 2 * 4.6, 5.2)
+    assert len(fig.axes) == 4  # a histogram and a ratio panel per feature
+    ax_m, rax_m, ax_t, rax_t = fig.axes
+    assert rax_m.get_xlabel() == "mjj [GeV]"
+    assert ax_m.get_ylabel() == "Events / 10 GeV"
+    assert rax_t.get_ylabel() == "ratio to\nsim morphed"
+    for j, (ax, rax) in enumerate(((ax_m, rax_m), (ax_t, rax_t))):
+        (patch,) = _band_patches(ax)
+        (ratio,) = _band_patches(rax)
+        assert patch.get_fill()
+        assert ratio.get_fill()
+        name = ["mjj", "tau21"][j]
+        counts = np.stack([np.histogram(band[k][:, j], edges[name])[0] for k in band])
+        scale = len(target) / len(source)
+        data = patch.get_data()
+        np.testing.assert_allclose(data.baseline, counts.min(axis=0) * scale)
+        np.testing.assert_allclose(data.values, counts.max(axis=0) * scale)
+        assert (data.values >= data.baseline).all()
+        assert (data.values > data.baseline).any()
+        nominal = counts[0] > 0  # the ratio panel: the band around the nominal morph
+        r = ratio.get_data()
+        np.testing.assert_allclose(r.values[nominal], (counts.max(0) / counts[0])[nominal])
+        assert (r.baseline[nominal] <= 1.0).all()
+        assert (r.values[nominal] >= 1.0).all()
+    # the legend: source, morphed, band, target
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "sim",
+        "sim morphed",
+        "band",
+        "data",
+    ]
+
+
+def test_band_comparison_without_target_and_from_records():
+    ak = pytest.importorskip("awkward")
+    source, band, _ = _band(800)
+    records = {
+        k: ak.Array({"mjj": v[:, 0], "tau21": v[:, 1], "c": v[:, 0]}) for k, v in band.items()
+    }
+    src = ak.Array({"mjj": source[:, 0], "tau21": source[:, 1], "c": source[:, 0]})
+    fig = plots.band_comparison(src, records, features=["mjj", "tau21"], ncols=1)
+    assert len(fig.axes) == 4  # one column: two rows of a histogram and its ratio
+    assert all(len(_band_patches(ax)) == 0 for ax in fig.axes)
+    assert all(
+        len([p for p in ax.patches if isinstance(p, StepPatch) and p.get_fill()]) == 1
+        for ax in fig.axes
+    )
+    assert not any(isinstance(c, ErrorbarContainer) for ax in fig.axes for c in ax.containers)
+    assert "ensemble band" in _texts(fig)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"band": "no up"}, r"band must be the dict \{'nominal', 'up', 'down'\}"),
+        ({"band": "list"}, "band must be the dict .*got list"),
+        ({"band": "short down"}, r"band\['down'\] has shape \(90, 2\) but source \(100, 2\)"),
+        ({"source": "hist"}, "source must hold events"),
+        ({"features": ["a"]}, "source has 2 feature columns but features has 1"),
+        ({"target": "3 columns"}, "target has 3 feature columns"),
+        ({"target_weights": np.ones(100), "target": None}, "without a target"),
+        ({"source_weights": np.ones(3)}, "expected 100 finite values"),
+        ({"ncols": 0}, "ncols"),
+    ],
+)
+def test_band_comparison_bad_input(change, match):
+    source, band, target = _band(100)
+    kwargs = {"source": source, "band": band, "target": target, "features": ["a", "b"]}
+    kwargs.update(change)
+    special = {
+        "no up": {"nominal": band["nominal"], "down": band["down"]},
+        "list": [band["nominal"], band["up"], band["down"]],
+        "short down": {**band, "down": band["down"][:90]},
+        "hist": hist.Hist.new.Reg(10, 0, 1).Double(),
+        "3 columns": np.zeros((50, 3)),
+    }
+    kwargs = {
+        k: special[v] if isinstance(v, str) and v in special else v for k, v in kwargs.items()
+    }
+    with pytest.raises(ValueError, match=match):
+        plots.band_comparison(**kwargs)

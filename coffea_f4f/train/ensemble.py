@@ -34,6 +34,7 @@ from ..progress import Bar, progress_bar
 from .loop import Salt
 
 __all__ = [
+    "IDLE_WORKER_SECONDS",
     "Replica",
     "bootstrap",
     "check_ensemble",
@@ -44,6 +45,9 @@ __all__ = [
     "take",
     "with_members",
 ]
+
+#: idle worker processes exit after this long (a fit started within it reuses them)
+IDLE_WORKER_SECONDS = 120
 
 #: ``(rows kept, their weights)`` of one dataset's bootstrap replica
 Replica = tuple[np.ndarray, np.ndarray]
@@ -136,7 +140,7 @@ def run_members(
     # fits, and they do not re-run the caller's __main__ (no ``if __name__`` guard needed)
     from joblib.externals.loky import get_reusable_executor  # type: ignore[import-untyped]
 
-    pool = get_reusable_executor(max_workers=jobs)
+    pool = get_reusable_executor(max_workers=jobs, timeout=IDLE_WORKER_SECONDS)
     futures = [pool.submit(_call, _Bound(member, i)) for i in range(1, k + 1)]
     shown: Bar | None = None
     try:
