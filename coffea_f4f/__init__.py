@@ -23,6 +23,8 @@ _LAZY_ATTRS = {
     "DensityModel": "density",
     "Morpher": "morpher",
     "load": "morpher",
+    "ModelFileError": "fileformat",
+    "ConditionClampWarning": "morpher",
     "MorphTransform": "transform",
 }
 # user-facing submodules (in __all__), loaded on first access
@@ -53,6 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .config import FlowConfig as FlowConfig
     from .config import TrainConfig as TrainConfig
     from .density import DensityModel as DensityModel
+    from .fileformat import ModelFileError as ModelFileError
+    from .morpher import ConditionClampWarning as ConditionClampWarning
     from .morpher import Morpher as Morpher
     from .morpher import load as load
     from .train import fit_condition_morpher as fit_condition_morpher

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -32,12 +34,68 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "FORMAT_VERSION",
     "WEIGHTS_FILE",
+    "ConditionClampWarning",
     "Morpher",
     "load",
 ]
 
 #: rows per torch call when ``batch_size`` is not given
 DEFAULT_BATCH_SIZE = 65536
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: One clamped condition of a :class:`ConditionClampWarning`: ``(what, name, count, total,
+#: low, high)``.
+_Clamped = tuple[str, str, int, int, float, float]
+
+
+class ConditionClampWarning(UserWarning):
+    """Conditions outside the training range were clamped to its edges
+    (``condition_policy="clamp"``, the default).
+
+    Warned once per :meth:`Morpher.morph`, :meth:`~Morpher.inverse` or
+    :meth:`~Morpher.variations` call (not per batch), naming every clamped condition with its
+    count and range. :class:`~coffea_f4f.MorphTransform` morphs chunk by chunk and warns once
+    per chunk (partition) that has clamped values; ``coffea-f4f apply`` adds the chunks up into
+    one warning at the end. Filter it like any warning, e.g.
+    ``warnings.simplefilter("ignore", ConditionClampWarning)``, or refuse such conditions with
+    ``morpher.condition_policy = "error"``.
+
+    Attributes:
+        clamped: one ``(what, name, count, total, low, high)`` tuple per clamped condition:
+            ``what`` is ``"condition"`` or ``"target_condition"``, ``count`` of ``total`` rows
+            were outside ``[low, high]``.
+
+    Example:
+        >>> w = ConditionClampWarning.of([("condition", "mjj", 94, 537, 1500.0, 6000.0)])
+        >>> print(w)  # doctest: +NORMALIZE_WHITESPACE
+        condition 'mjj': 94 of 537 values outside the training range [1500, 6000] were
+        clamped to it (condition_policy='clamp'; set 'error' to refuse)
+    """
+
+    def __init__(self, message: str, clamped: Sequence[_Clamped] = ()) -> None:
+        super().__init__(message)
+        self.clamped: list[_Clamped] = [cast(_Clamped, tuple(entry)) for entry in clamped]
+
+    @classmethod
+    def of(cls, clamped: Sequence[_Clamped]) -> ConditionClampWarning:
+        """The warning for ``clamped`` (:attr:`clamped` entries), its message naming each."""
+        parts = [
+            f"{what} {name!r}: {count} of {total} values outside the training range "
+            f"[{lo:.6g}, {hi:.6g}] were clamped to it"
+            for what, name, count, total, lo, hi in clamped
+        ]
+        return cls("; ".join(parts) + " (condition_policy='clamp'; set 'error' to refuse)", clamped)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of :func:`warnings.warn`, called by the caller of this function,
+    that names the first frame outside this package (the user's call)."""
+    level = 1
+    frame = sys._getframe(1)  # the function that warns (stacklevel 1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 class Morpher:
@@ -181,18 +239,27 @@ class Morpher:
         self._condition_policy = value
         self.info["condition_policy"] = value
 
-    def _in_range(self, c: np.ndarray, what: str) -> np.ndarray:
+    def _in_range(
+        self,
+        c: np.ndarray,
+        what: str,
+        clamped: list[_Clamped] | None = None,
+    ) -> np.ndarray:
         """Apply :attr:`condition_policy` to conditions outside the training range, per
         condition (column of ``c``).
 
         ``"clamp"`` (default): values below/above the range of the training conditions are
-        set to its edge (the morph learned at the edge is used; nothing is extrapolated).
+        set to its edge (the morph learned at the edge is used; nothing is extrapolated), and
+        each clamped condition is recorded in ``clamped`` (as a
+        :attr:`ConditionClampWarning.clamped` entry) for the caller to warn once per call;
+        without ``clamped`` a :class:`ConditionClampWarning` is warned here.
         ``"error"``: raise ``ValueError`` naming the condition, the count and the range.
         """
         if not self.condition_ranges:
             return c
         out = c
         kinds = [] if self.condition_scaler is None else self.condition_scaler.kinds
+        found: list[_Clamped] = []
         for j, name in enumerate(self.conditions):
             if kinds and kinds[j] == "categorical":  # codes are checked, never clamped
                 continue
@@ -210,6 +277,11 @@ class Morpher:
             if out is c:
                 out = c.copy()
             out[:, j] = np.clip(col, lo, hi)
+            found.append((what, name, int(outside.sum()), len(c), lo, hi))
+        if clamped is not None:
+            clamped.extend(found)
+        elif found:
+            warnings.warn(ConditionClampWarning.of(found), stacklevel=_caller_stacklevel())
         return out
 
     def _contexts(
@@ -222,7 +294,8 @@ class Morpher:
                 )
             return None, None
         src = condition_matrix(data, condition, self.conditions, layout)
-        ctx = self.condition_scaler.forward(self._in_range(src, "condition"))
+        clamped: list[_Clamped] = []
+        ctx = self.condition_scaler.forward(self._in_range(src, "condition", clamped))
         if self.between_conditions:
             if target_condition is None:
                 raise ValueError(
@@ -232,12 +305,17 @@ class Morpher:
             tgt = condition_matrix(
                 data, target_condition, self.conditions, layout, what="target_condition"
             )
-            return ctx, self.condition_scaler.forward(self._in_range(tgt, "target_condition"))
+            tgt = self._in_range(tgt, "target_condition", clamped)
+            if clamped:  # one warning per call, naming both
+                warnings.warn(ConditionClampWarning.of(clamped), stacklevel=_caller_stacklevel())
+            return ctx, self.condition_scaler.forward(tgt)
         if target_condition is not None:
             raise ValueError(
                 "this morpher maps at a fixed condition (source and target at the same "
                 f"{self.condition!r}); target_condition= is only for fit_condition_morpher models"
             )
+        if clamped:
+            warnings.warn(ConditionClampWarning.of(clamped), stacklevel=_caller_stacklevel())
         return ctx, None
 
     # ------------------------------------------------------------------ applying
@@ -471,16 +549,51 @@ class Morpher:
             module.to(dtype=dtype, device=model.device)
         return model
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model to directory ``path`` (created; existing model files replaced)."""
-        return fileformat.write_dir(path, self)
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the model to directory ``path`` (``config.json``, ``weights.safetensors``).
+
+        The files are written into a new directory beside ``path`` and renamed into place;
+        a model already at ``path`` is replaced only once the new one is complete, so an error
+        while saving (disk full, an interrupt) leaves the previous model loadable.
+
+        Args:
+            path: the model directory (created, with its parents).
+            overwrite: also replace a file, or a directory holding anything besides a
+                coffea-f4f model's two files (it is deleted with everything in it).
+
+        Returns:
+            ``path``.
+
+        Raises:
+            FileExistsError: ``path`` is not a coffea-f4f model directory (the error names
+                the unexpected files) and ``overwrite`` is False.
+            ModelFileError: the model is beyond what :func:`load` accepts (see
+                ``fileformat.LIMITS``) or has non-finite weights; nothing is written.
+        """
+        return fileformat.write_dir(path, self, overwrite=overwrite)
 
 
 def load(path: str | os.PathLike[str]) -> Morpher:
     """Load a :class:`Morpher` written by :meth:`Morpher.save` (never unpickles).
 
+    Everything is checked before it is used: the SHA-256 hashes that bind the two files
+    (models saved before them: not checked), the structure and sizes of ``config.json``
+    against the loader's limits, and the weights against the architecture it describes
+    (DESIGN-NOTES.md, "Saved models").
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is not a coffea-f4f model, or its format version is unsupported.
+        ModelFileError: (a ``ValueError``) ``path`` is not a coffea-f4f model, its format
+            version is unsupported, or a file is damaged, changed after saving, inconsistent
+            or beyond the limits; the message names the file and what is wrong.
     """
-    return Morpher.from_dict(*fileformat.read_dir(path))
+    path = Path(path)
+    args = fileformat.read_model(path)
+    try:
+        return Morpher(**args)
+    except (TypeError, ValueError, KeyError, IndexError) as err:
+        if isinstance(err, fileformat.ModelFileError):
+            raise
+        raise fileformat.ModelFileError(
+            path / fileformat.CONFIG_FILE, f"cannot be rebuilt: {type(err).__name__}: {err}"
+        ) from err

@@ -5,6 +5,10 @@ standardisation fitted on the training data (so the flows see roughly unit-varia
 the spline ``tail_bound`` of 4 means "4 standard deviations"):
 
 - ``"standard"``: ``z = (x - mean) / std``.
+- ``"robust"``: ``z = (x - median) / (IQR / 1.349)`` (the interquartile range over 1.349 is the
+  standard deviation of a normal distribution; a few large values cannot set it). Where more
+  than half of the values are equal (IQR 0) the scale is ``1.4826`` times the median distance
+  to the median of the values that differ from it.
 - ``"log"``: for positive features (masses, pT): ``z = standardise(log(x))``.
 - ``"logit"``: for bounded features (e.g. tau21 in (0, 1)): ``u = (x - low) / (high - low)``,
   ``z = standardise(log(u) - log(1 - u))``. ``low``/``high`` are given, or fitted as the training
@@ -54,7 +58,25 @@ Values that are merely outside the training range are mapped normally; if they l
 the spline ``tail_bound`` they pass through the flows unchanged (the spline tails are the
 identity there).
 
-The math of the first five kinds is written once for any array module with ``log``,
+**Non-finite and extreme values.** :meth:`Scaler.forward` and :meth:`Scaler.log_abs_det`
+raise ``ValueError`` for NaN or infinite inputs (every kind), and for finite inputs whose
+image overflows (e.g. ``1e300`` in a feature of scale ``1e-10``): a finite value in the domain
+never silently becomes inf or NaN. :meth:`Scaler.inverse` accepts any ``z`` (it overflows to
+inf only beyond the float64 range of the feature). :meth:`Scaler.fit` refuses NaN/inf
+training values, and values more than :data:`EXTREME_SIGMAS` (``1e6``) robust standard
+deviations (IQR / 1.349) from the median of the space the scale is fitted in (``log x`` for
+``log``, ``logit u`` for ``logit``, ``log1p(x / c)`` for ``zero_inflated``; every fitted kind,
+not ``identity`` and ``categorical``). One such value would set the mean/std (or min/max) on
+its own and squeeze every other event into a sliver of the flow's range (a single ``1e30``
+among unit-normal values did: ``std = 1.6e28``), or overflow the std to inf (``1e200``);
+and the flows' float32 loss overflows on it whatever the scaling. The error names the
+feature, the count and the values; remove those events or fix the values. A scale more than
+:data:`SQUEEZE_LIMIT` (100) times the robust one (a handful of large values that are not
+beyond ``1e6`` robust sigmas) gives a warning that suggests ``"robust"``. Training values
+around ``1e200`` with a spread of the same order are fine: the moments are then computed on
+rescaled values so that they do not overflow.
+
+The math of the first six kinds is written once for any array module with ``log``,
 ``log1p`` and ``exp`` (numpy here; :mod:`coffea_f4f.flows` reuses it with torch for the change
 of variables between two scalings). The dequantised kinds are numpy only: with another array
 module they raise ``ValueError`` (see :func:`check_bridgeable`). This module imports numpy
@@ -63,6 +85,7 @@ only.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +95,9 @@ import numpy as np
 __all__ = [
     "CATEGORICAL",
     "DEQUANTISED_KINDS",
+    "EXTREME_SIGMAS",
     "KINDS",
+    "SQUEEZE_LIMIT",
     "Scaler",
     "check_bridgeable",
     "forward",
@@ -83,6 +108,7 @@ __all__ = [
 
 KINDS = (
     "standard",
+    "robust",
     "log",
     "logit",
     "minmax",
@@ -99,6 +125,13 @@ _LOGIT_MARGIN = 0.05
 _ZI_GAP = 0.5  # the zero band's top is at most this far (std units) below the smallest image
 _ZI_WIDTH = 1.0  # default width of the zero band (std units)
 _U_EDGE = 1e-6  # the noise stays in [_U_EDGE, 1 - _U_EDGE]
+#: :meth:`Scaler.fit` refuses training values this many robust standard deviations (IQR /
+#: 1.349) or more from the median (in the space the scale is fitted in)
+EXTREME_SIGMAS = 1e6
+#: :meth:`Scaler.fit` warns when a fitted scale is this many times the robust scale
+SQUEEZE_LIMIT = 100.0
+_IQR_TO_SIGMA = 1.349  # the interquartile range of a unit normal
+_MAD_TO_SIGMA = 1.4826  # 1 / the median absolute deviation of a unit normal
 
 # splitmix64 constants (Steele, Lea & Flood 2014)
 _MASK64 = (1 << 64) - 1
@@ -159,7 +192,14 @@ class Scaler:
             ValueError: unknown kinds or names, too few events, a feature outside the domain
                 of its kind (negative values for ``zero_inflated``, non-integers for
                 ``discrete``), a ``zero_inflated`` feature without positive values, bad spec
-                options, or a constant feature.
+                options, a constant feature, NaN or infinite values, values
+                :data:`EXTREME_SIGMAS` robust standard deviations or more from the median
+                (named with their count and values), or training values whose scaling cannot
+                be represented in float64.
+
+        Warns:
+            UserWarning: a fitted scale more than :data:`SQUEEZE_LIMIT` times the robust one
+                (a few extreme values set it; ``"robust"`` is suggested).
         """
         x = np.asarray(x, dtype=np.float64)
         names = list(names)
@@ -192,22 +232,13 @@ class Scaler:
             elif kind == "discrete":
                 p.update(_fit_discrete(col, spec, name))
             else:
-                if kind == "logit":
-                    lo, hi = float(col.min()), float(col.max())
-                    pad = _LOGIT_MARGIN * max(hi - lo, 1e-12)
-                    p["low"] = float(spec.get("low", lo - pad))
-                    p["high"] = float(spec.get("high", hi + pad))
-                    if not p["high"] > p["low"]:
-                        raise ValueError(f"logit scaling of {name!r} needs high > low, got {p}")
-                elif kind == "minmax":
-                    lo, hi = float(col.min()), float(col.max())
-                    p["loc"], p["scale"] = (lo + hi) / 2.0, max(hi - lo, 1e-12) / 6.0
-                pre = _pre(col, kind, p, np, name=name)
-                if kind in ("standard", "log", "logit"):
-                    mean, std = float(pre.mean()), float(pre.std())
-                    if not std > 0:
-                        raise _constant_error(name, col[0])
-                    p["loc"], p["scale"] = mean, std
+                p.update(_fit_continuous(col, spec, name))
+            _check_fitted(p, name, kind)
+            if not _finite_image(col, kind, p).all():
+                raise ValueError(
+                    f"feature {name!r}: the training values span more than the float64 range "
+                    f"in its {kind!r} scaling ({dict(p)}); rescale the feature (a unit) first"
+                )
             kinds.append(kind)
             params.append(p)
         return cls(names=names, kinds=kinds, params=params)
@@ -222,26 +253,97 @@ class Scaler:
             key: optional extra per-row values, ``(N,)`` or ``(N, k)``, mixed into that hash
                 (e.g. the condition, or event numbers where rows can repeat exactly). Pass the
                 same key for a row at every call, or its noise changes.
+
+        Raises:
+            ValueError: a wrong shape, NaN or infinite values, values outside the domain of
+                their feature's map, or finite values whose image overflows float64 (the
+                feature, the count and a few values are named).
         """
-        return forward(self, np.asarray(x, dtype=np.float64), np, key=key)
+        x = self._checked(x, "forward")
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            z = forward(self, x, np, key=key)
+        offsets = np.cumsum([0, *self.widths])
+        self._check_finite_image(x, [z[:, int(o)] for o in offsets[:-1]])
+        return z
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        """Working space -> data space."""
-        return inverse(self, np.asarray(z, dtype=np.float64), np)
+        """Working space -> data space.
+
+        Any ``z`` is accepted: every real number maps into the feature's domain, overflowing
+        to inf only where the value would lie beyond the float64 range (``log``,
+        ``zero_inflated``); NaN stays NaN.
+
+        Raises:
+            ValueError: ``z`` is not ``(N, width)``.
+        """
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != self.width:
+            raise ValueError(f"inverse: expected shape (N, {self.width}), got {z.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return inverse(self, z, np)
 
     def in_domain(self, x: np.ndarray) -> np.ndarray:
-        """Boolean mask ``(N,)``: rows whose every feature is inside its map's domain (the
-        rows :meth:`forward` accepts)."""
+        """Boolean mask ``(N,)``: rows whose every feature is finite, inside its map's domain
+        and maps to a finite value (the rows :meth:`forward` accepts)."""
         x = np.asarray(x, dtype=np.float64)
         ok = np.ones(len(x), dtype=bool)
         for j, (kind, p) in enumerate(zip(self.kinds, self.params, strict=True)):
-            ok &= _domain(x[:, j], kind, p)
+            col = x[:, j]
+            ok &= np.isfinite(col) & _domain(col, kind, p) & _finite_image(col, kind, p)
         return ok
 
     def log_abs_det(self, x: np.ndarray) -> np.ndarray:
         """``log |det d forward / dx|`` per event, shape ``(N,)`` (for dequantised features,
-        the terms explained in the module docstring)."""
-        return log_abs_det(self, np.asarray(x, dtype=np.float64), np)
+        the terms explained in the module docstring).
+
+        Raises:
+            ValueError: as :meth:`forward` (a wrong shape, NaN/inf, values outside the
+                domain, or a log-determinant that overflows).
+        """
+        x = self._checked(x, "log_abs_det")
+        for j, (kind, p) in enumerate(zip(self.kinds, self.params, strict=True)):
+            if kind != CATEGORICAL:
+                _check_domain(x[:, j], kind, p, self.names[j])
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            out = log_abs_det(self, x, np)
+        if len(self.kinds) and not np.isfinite(out).all():
+            bad = ~np.isfinite(out)
+            raise ValueError(
+                f"{int(bad.sum())} of {len(x)} rows have a log-determinant of the scaling that "
+                f"overflows float64 (e.g. the row {x[bad][0].tolist()}): values too close to a "
+                "'logit' bound or too far outside the training range; remove them"
+            )
+        return out
+
+    def _checked(self, x: Any, what: str) -> np.ndarray:
+        """``x`` as a float64 ``(N, D)`` matrix with finite values (or ``ValueError``)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.names):
+            raise ValueError(f"{what}: expected shape (N, {len(self.names)}), got {x.shape}")
+        finite = np.isfinite(x)
+        if not finite.all():
+            j = int(np.flatnonzero(~finite.all(0))[0])
+            bad = ~finite[:, j]
+            raise ValueError(
+                f"feature {self.names[j]!r}: {int(bad.sum())} of {len(x)} values are NaN or "
+                f"infinite (e.g. {float(x[bad, j][0])!r}); the {self.kinds[j]!r} scaling maps "
+                "finite values only: drop or fix those rows"
+            )
+        return x
+
+    def _check_finite_image(self, x: np.ndarray, images: Sequence[np.ndarray]) -> None:
+        """``ValueError`` naming the feature when finite inputs map to inf or NaN."""
+        for j, (kind, p, img) in enumerate(zip(self.kinds, self.params, images, strict=True)):
+            bad = ~_representable(img, kind, p)
+            if bad.any():
+                shown = ", ".join(f"{float(v):.6g}" for v in x[bad, j][:3])
+                raise ValueError(
+                    f"feature {self.names[j]!r}: {int(bad.sum())} of {len(x)} values ({shown}) "
+                    f"map outside the float64 range in its {kind!r} scaling (loc "
+                    f"{p['loc']:.6g}, scale {p['scale']:.6g}): they lie too far outside the "
+                    "training range (or too close to a 'logit' bound) to be represented; "
+                    "remove them"
+                )
 
     @property
     def widths(self) -> list[int]:
@@ -341,6 +443,123 @@ def _code_index(col: np.ndarray, p: Mapping[str, float], name: str) -> np.ndarra
     return index
 
 
+def _fit_continuous(col: np.ndarray, spec: Mapping[str, Any], name: str) -> dict[str, float]:
+    """``loc``/``scale`` (and ``low``/``high``) of the kinds without dequantisation, after the
+    finiteness and extreme-value checks (module docstring)."""
+    kind = spec["kind"]
+    bad = ~np.isfinite(col)
+    if bad.any():
+        raise ValueError(
+            f"feature {name!r}: {int(bad.sum())} of {len(col)} training values are NaN or "
+            f"infinite (e.g. {float(col[bad][0])!r}); remove or fix them before fitting"
+        )
+    p: dict[str, float] = {"loc": 0.0, "scale": 1.0}
+    if kind == "identity":
+        return p
+    if kind in ("logit", "minmax"):
+        lo, hi = float(col.min()), float(col.max())
+        if kind == "minmax" or "low" not in spec or "high" not in spec:
+            _check_extreme(col, col, name, kind, "")  # the range is fitted on x itself
+        if kind == "logit":
+            pad = _LOGIT_MARGIN * max(hi - lo, 1e-12)
+            p["low"] = float(spec.get("low", lo - pad))
+            p["high"] = float(spec.get("high", hi + pad))
+            if not p["high"] > p["low"]:
+                raise ValueError(f"logit scaling of {name!r} needs high > low, got {p}")
+        else:
+            p["loc"], p["scale"] = (lo + hi) / 2.0, max(hi - lo, 1e-12) / 6.0
+    pre = _pre(col, kind, p, np, name=name)
+    space = {"log": " of log(x)", "logit": " of logit((x - low) / (high - low))"}.get(kind, "")
+    median, robust = _check_extreme(pre, col, name, kind, space)
+    if kind in ("standard", "log", "logit"):
+        mean, std = _moments(pre)
+        if not std > 0:
+            raise _constant_error(name, col[0])
+        p["loc"], p["scale"] = mean, std
+    elif kind == "robust":
+        if not robust > 0:
+            raise _constant_error(name, col[0])
+        p["loc"], p["scale"] = median, robust
+    if kind != "robust" and robust > 0 and p["scale"] > SQUEEZE_LIMIT * robust:
+        warnings.warn(
+            f"feature {name!r}: its {kind!r} scale ({p['scale']:.3g}) is "
+            f"{p['scale'] / robust:.3g} times its robust scale{space} (IQR / 1.349 = "
+            f"{robust:.3g}): a few extreme values (largest: {_largest(pre, col, median)}) set it "
+            "and squeeze the other events into a sliver of the flow's range; remove them, or "
+            f"use scaling {{{name!r}: 'robust'}} (median and IQR)",
+            stacklevel=3,
+        )
+    return p
+
+
+def _moments(v: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of ``v``, computed on ``v / max|v|`` when the plain sums
+    overflow (values near the float64 limit) or the squares underflow (a spread below
+    ``1e-150``)."""
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        mean, std = float(v.mean()), float(v.std())
+    if np.isfinite(mean) and np.isfinite(std) and (std > 1e-150 or not np.ptp(v) > 0):
+        return mean, std
+    m = float(np.abs(v).max())
+    r = v / m
+    return m * float(r.mean()), m * float(r.std())
+
+
+def _robust_scale(v: np.ndarray) -> tuple[float, float]:
+    """``(median, IQR / 1.349)`` of ``v``; when the IQR is 0 (more than half of the values
+    equal) the scale is 1.4826 times the median distance to the median of the values that
+    differ from it (0 when all are equal)."""
+    q1, median, q3 = (float(q) for q in np.percentile(v, [25.0, 50.0, 75.0]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        robust = (q3 - q1) / _IQR_TO_SIGMA
+        if not robust > 0:
+            dev = np.abs(v - median)
+            off = dev[dev > 0]
+            robust = _MAD_TO_SIGMA * float(np.median(off)) if len(off) else 0.0
+    return median, float(robust)
+
+
+def _largest(v: np.ndarray, shown: np.ndarray, median: float, n: int = 3) -> str:
+    """The ``n`` values of ``shown`` whose ``v`` lies farthest from ``median``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        far = np.argsort(-np.abs(v - median), kind="stable")[:n]
+    return ", ".join(f"{float(x):.6g}" for x in shown[far])
+
+
+def _check_extreme(
+    v: np.ndarray, shown: np.ndarray, name: str, kind: str, space: str
+) -> tuple[float, float]:
+    """Raise ``ValueError`` when values of ``v`` lie :data:`EXTREME_SIGMAS` robust standard
+    deviations or more from its median (``shown``: the same rows as the user gave them).
+    Returns ``(median, robust scale)`` of ``v``."""
+    median, robust = _robust_scale(v)
+    if not (robust > 0 and np.isfinite(robust)):
+        return median, robust
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~(np.abs(v - median) / robust < EXTREME_SIGMAS)  # an overflow to inf counts
+    if bad.any():
+        raise ValueError(
+            f"feature {name!r}: {int(bad.sum())} of {len(v)} training values lie more than "
+            f"{EXTREME_SIGMAS:.0e} robust standard deviations from the median{space} "
+            f"(median {median:.6g}, IQR / 1.349 = {robust:.3g}): "
+            f"{_largest(v[bad], shown[bad], median)}. A {kind!r} scaling fitted with them "
+            "squeezes every other event into a sliver of the flow's range, and the flows' "
+            "float32 loss overflows on them: remove these events (a selection cut) or fix the "
+            "values before fitting"
+        )
+    return median, robust
+
+
+def _check_fitted(p: Mapping[str, float], name: str, kind: str) -> None:
+    """Every fitted number finite and the scale positive (or ``ValueError``)."""
+    bad = {k: v for k, v in p.items() if not np.isfinite(v)}
+    if bad or not p["scale"] >= np.finfo(np.float64).tiny:  # no subnormal scale either
+        raise ValueError(
+            f"feature {name!r}: its fitted {kind!r} scaling is not finite ({dict(p)}); the "
+            "training values are too large or too close together to be represented in float64"
+        )
+
+
 def _constant_error(name: str, value: Any) -> ValueError:
     return ValueError(
         f"feature {name!r} is constant in the training data ({value!r}); a "
@@ -371,8 +590,10 @@ def _fit_zero_inflated(col: np.ndarray, spec: Mapping[str, Any], name: str) -> d
         )
     offset = _option(spec, "offset", float(np.median(pos)), name)
     width = _option(spec, "width", _ZI_WIDTH, name)
-    y = np.log1p(pos / offset)
-    loc, scale = float(y.mean()), float(y.std())
+    with np.errstate(over="ignore"):
+        y = np.log1p(pos / offset)
+    _check_extreme(y, pos, name, "zero_inflated", " of log1p(x / offset) over the positive values")
+    loc, scale = _moments(y)
     if not (scale > 0 and pos.min() < pos.max()):
         raise ValueError(
             f"feature {name!r}: the positive values of its 'zero_inflated' scaling are all "
@@ -395,10 +616,15 @@ def _fit_discrete(col: np.ndarray, spec: Mapping[str, Any], name: str) -> dict[s
     bad = int(np.sum(~_domain(col, "discrete", {})))
     if bad:
         raise _domain_error(name, "discrete", bad, len(col), "finite integers")
-    var = float(col.var())
+    _check_extreme(col, col, name, "discrete", "")
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, var = float(col.mean()), float(col.var())
+    if not (np.isfinite(mean) and np.isfinite(var)):  # counts near the float64 limit
+        mean, std = _moments(col)
+        var = std * std
     if not (var > 0 and col.min() < col.max()):
         raise _constant_error(name, col[0])
-    p = {"loc": float(col.mean()) + 0.5, "scale": float(np.sqrt(var + 1.0 / 12.0))}
+    p = {"loc": mean + 0.5, "scale": float(np.sqrt(var + 1.0 / 12.0))}
     for bound in ("low", "high"):
         if spec.get(bound) is not None:
             value = float(spec[bound])
@@ -479,6 +705,30 @@ def _domain(col: np.ndarray, kind: str, p: Mapping[str, float]) -> np.ndarray:
     return np.ones(col.shape, dtype=bool)
 
 
+def _finite_image(col: np.ndarray, kind: str, p: Mapping[str, float]) -> np.ndarray:
+    """Which values of one column (inside the domain) have a finite image whose
+    destandardisation is finite too (the dequantised kinds: without their noise, which is
+    below one unit)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        if kind == CATEGORICAL:
+            return np.ones(col.shape, dtype=bool)
+        if kind == "zero_inflated":
+            t = np.where(col > 0, (np.log1p(col / p["offset"]) - p["loc"]) / p["scale"], 0.0)
+        elif kind == "discrete":
+            t = (col - p["loc"]) / p["scale"]
+        else:
+            t = (_pre(col, kind, p, np, check=False) - p["loc"]) / p["scale"]
+    return _representable(t, kind, p)
+
+
+def _representable(z: np.ndarray, kind: str, p: Mapping[str, float]) -> np.ndarray:
+    """``z`` finite and ``z * scale + loc`` (the first step of the inverse) finite too."""
+    if kind == CATEGORICAL:
+        return np.ones(z.shape, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(z) & np.isfinite(z * p["scale"] + p["loc"])
+
+
 def _check_domain(col: np.ndarray, kind: str, p: Mapping[str, float], name: str) -> None:
     bad = int(np.sum(~_domain(col, kind, p)))
     if bad:
@@ -490,9 +740,12 @@ def _check_domain(col: np.ndarray, kind: str, p: Mapping[str, float], name: str)
         raise _domain_error(name, kind, bad, len(col), domain)
 
 
-def _pre(col: Any, kind: str, p: Mapping[str, float], xp: Any, *, name: str = "") -> Any:
-    """The fixed (non-standardising) part of a feature map (not the dequantised kinds)."""
-    if xp is np and kind in ("log", "logit"):
+def _pre(
+    col: Any, kind: str, p: Mapping[str, float], xp: Any, *, name: str = "", check: bool = True
+) -> Any:
+    """The fixed (non-standardising) part of a feature map (not the dequantised kinds); with
+    numpy, values outside the domain raise unless ``check`` is False."""
+    if check and xp is np and kind in ("log", "logit"):
         _check_domain(col, kind, p, name)
     if kind == "log":
         return xp.log(col)

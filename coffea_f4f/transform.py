@@ -180,8 +180,12 @@ class MorphTransform:
     Calling the transform raises :class:`~coffea_f4f.columns.MissingColumnError` (naming close
     matches) for a missing field, and ``ValueError`` for inputs that do not fit together
     (jagged next to event-level inputs, a jagged condition for event-level inputs, different
-    object counts, a systematic ``systematic`` or a field ``<field>_unmorphed`` that exists).
-    Non-finite inputs do not raise: see the module docstring (NaN policy).
+    object counts, a systematic ``systematic`` or a field ``<field>_unmorphed`` that exists,
+    a callable input or condition that returns the wrong number of values), ``TypeError`` for a
+    callable that returns strings or objects, and warns
+    (:class:`~coffea_f4f.morpher.ConditionClampWarning`, once per chunk) when conditions are
+    clamped to the training range. Non-finite inputs do not raise: see the module docstring
+    (NaN policy).
     """
 
     def __init__(

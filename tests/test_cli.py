@@ -801,3 +801,25 @@ def test_train_config_takes_conditions_weights_and_scalings(files, tmp_path):
     assert "condition must be a branch name or a list of them" in _one_line_error(
         code, err, "train"
     )
+
+
+def test_train_config_takes_an_ensemble(files, tmp_path):
+    from coffea_f4f import load
+
+    _write_root(tmp_path / "sim.root", _events("sim", 5))
+    _write_root(tmp_path / "data.root", _events("data", 6))
+    cfg = tmp_path / "ens.toml"
+    head = f'source = "sim.root"\ntarget = "data.root"\nfeatures = {json.dumps(FEATURES)}\n'
+    cfg.write_text(
+        head + 'output = "model"\nmax_events = 600\nensemble = 2\nensemble_jobs = 1\n' + TINY_TOML
+    )
+    code, out, err = _run("train", cfg, "--no-progress")
+    assert code == 0, err
+    assert "ensemble members" in out
+    assert load(tmp_path / "model").ensemble_size == 2
+    for value in ('"2"', "true", "-1", "1.5"):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(head + f'output = "m2"\nensemble = {value}\n' + TINY_TOML)
+        code, _, err = _run("train", bad)
+        assert "ensemble must be an integer >= 0" in _one_line_error(code, err, "train")
+        assert not (tmp_path / "m2").exists()

@@ -28,8 +28,12 @@ def test_contract_names_resolve():
         "Morpher",
         "load",
         "MissingColumnError",
+        "ModelFileError",
+        "ConditionClampWarning",
     ):
         assert getattr(f4f, name) is not None, name
+    assert issubclass(f4f.ModelFileError, ValueError)
+    assert issubclass(f4f.ConditionClampWarning, UserWarning)
     assert issubclass(f4f.MissingColumnError, KeyError)
     assert f4f.__version__
     assert callable(f4f.datasets.toy)

@@ -9,8 +9,11 @@ on their collection's counter. Written chunk by chunk, compressed as chosen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,9 @@ import numpy as np
 
 from ..progress import progress_bar
 from .errors import CLIError
-from .inputs import check_branches, import_uproot, open_tree, parse_input
+from .inputs import check_branches, import_uproot, iterate_tree, open_tree, parse_input
 from .morph import (
+    check_device,
     check_one_kind,
     condition_args,
     feature_map,
@@ -29,6 +33,7 @@ from .morph import (
     load_model,
     morph_columns,
 )
+from .outputs import check_output, replacing
 
 __all__ = [
     "COMPRESSIONS",
@@ -223,24 +228,34 @@ def _as_type(column: Any, dtype: np.dtype) -> Any:
 
 
 def run_apply(args: argparse.Namespace) -> dict[str, Any]:
-    """Copy the input tree to OUTPUT with morphed branches added; returns a short summary."""
+    """Copy the input tree to OUTPUT with morphed branches added; returns a short summary.
+
+    OUTPUT is written under a temporary name beside it and renamed over it at the end: an
+    error (or Ctrl-C) leaves no partial file and an existing OUTPUT as it was. OUTPUT must not
+    be the input file (compared by file identity: links count). Conditions clamped to the
+    training range are added up over the chunks into one
+    :class:`~coffea_f4f.morpher.ConditionClampWarning` at the end.
+
+    Raises:
+        CLIError: bad arguments, a missing or damaged input, OUTPUT is the input.
+    """
     uproot = import_uproot()
     level = getattr(args, "compression_level", None)
     codec = compression(getattr(args, "compression", DEFAULT_COMPRESSION), level)
-    morpher = load_model(args.model)
-    morpher.to(args.device, precision=getattr(args, "precision", None))
-    inputs = feature_map(morpher, args.branch)
-    condition, target_condition = condition_args(
-        morpher, args.condition_branch, args.target_condition
-    )
     spec = parse_input(args.input, default_tree=args.tree)
     if spec.tree is None:
         raise CLIError(
             f"{spec.path}: apply reads and writes ROOT files (parquet is not supported here)"
         )
     out_path = Path(args.output)
-    if "://" not in spec.path and out_path.resolve() == Path(spec.path).resolve():
-        raise CLIError("OUTPUT is the INPUT file; write to a new file")
+    check_output(out_path, [spec.path])
+    device = check_device(getattr(args, "device", None))
+    morpher = load_model(args.model)
+    morpher.to(device, precision=getattr(args, "precision", None))
+    inputs = feature_map(morpher, args.branch)
+    condition, target_condition = condition_args(
+        morpher, args.condition_branch, args.target_condition
+    )
     tree = open_tree(spec)
     needed = input_branches(inputs, condition, target_condition)
     check_branches(tree, spec, needed)
@@ -250,18 +265,29 @@ def run_apply(args: argparse.Namespace) -> dict[str, Any]:
     out_types = {f: _dtype_of(plan.types[name]) for f, name in morphed_names.items()}
     read = set(plan.copied) | set(needed)
     total = tree.num_entries
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     bar = progress_bar(total, desc="apply", unit="ev", show=not args.no_progress)
+    clamped: dict[tuple[str, str], list[Any]] = {}
     try:
-        with uproot.recreate(out_path, compression=codec) as out:
+        with replacing(out_path) as tmp, uproot.recreate(tmp, compression=codec) as out:
             out.mktree(spec.tree, plan.types, counter_name=lambda n: plan.counters.get(n, f"n{n}"))
-            for chunk in tree.iterate(
-                filter_name=lambda n: n in read, step_size=args.step_size, library="ak", how=dict
-            ):
-                morphed = morph_columns(
-                    morpher, chunk, inputs, condition=condition, target_condition=target_condition
-                )
+            chunks = iterate_tree(
+                tree,
+                spec,
+                filter_name=lambda n: n in read,
+                step_size=args.step_size,
+                library="ak",
+                how=dict,
+            )
+            for chunk in chunks:
+                with _adding_up_clamps(clamped):
+                    morphed = morph_columns(
+                        morpher,
+                        chunk,
+                        inputs,
+                        condition=condition,
+                        target_condition=target_condition,
+                    )
                 data = {name: chunk[name] for name in plan.copied}
                 data.update(
                     (morphed_names[f], _as_type(column, out_types[f]))
@@ -269,11 +295,10 @@ def run_apply(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 out[spec.tree].extend(data)
                 bar.update(len(chunk[needed[0]]))
-    except BaseException:
+    finally:
         bar.close()
-        out_path.unlink(missing_ok=True)
-        raise
-    bar.close()
+    if clamped:
+        _warn_clamped(clamped)
     seconds = time.perf_counter() - t0
     print(
         f"coffea-f4f apply: wrote {total} events of {spec.tree!r} to {out_path} "
@@ -306,6 +331,34 @@ def run_apply(args: argparse.Namespace) -> dict[str, Any]:
         "copied": plan.copied,
         "skipped": plan.skipped,
     }
+
+
+@contextlib.contextmanager
+def _adding_up_clamps(clamped: dict[tuple[str, str], list[Any]]) -> Iterator[None]:
+    """Catch the block's :class:`~coffea_f4f.morpher.ConditionClampWarning` s and add them up
+    in ``clamped`` (``{(what, name): [count, total, low, high]}``); other warnings are passed
+    on as they were."""
+    from ..morpher import ConditionClampWarning  # torch: the model is loaded already
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConditionClampWarning)
+        yield
+    for w in caught:
+        if isinstance(w.message, ConditionClampWarning):
+            for what, name, count, rows, lo, hi in w.message.clamped:
+                entry = clamped.setdefault((what, name), [0, 0, lo, hi])
+                entry[0] += count
+                entry[1] += rows
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _warn_clamped(clamped: dict[tuple[str, str], list[Any]]) -> None:
+    """One :class:`~coffea_f4f.morpher.ConditionClampWarning` for the whole file."""
+    from ..morpher import ConditionClampWarning
+
+    entries = [(what, name, *counts) for (what, name), counts in clamped.items()]
+    warnings.warn(ConditionClampWarning.of(entries), stacklevel=2)
 
 
 def _describe(codec: Any) -> str:

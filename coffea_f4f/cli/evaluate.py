@@ -22,6 +22,7 @@ from ..demo import print_table
 from .errors import one_line
 from .inputs import read_columns
 from .morph import condition_args, feature_map, input_branches, load_model, morph_columns
+from .outputs import replacing
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only (the morpher imports torch)
     from ..morpher import Morpher
@@ -70,7 +71,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with replacing(out / "metrics.json") as tmp:  # never a half-written file
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
     written = ["metrics.json"]
     if not args.no_plots:
         written += _evaluate_plots(out, x, y, t, morpher, band)

@@ -6,7 +6,7 @@ Only the named branches (columns) are read; a missing file, tree or branch is a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,11 @@ __all__ = [
     "InputSpec",
     "check_branches",
     "import_uproot",
+    "iterate_tree",
     "open_tree",
     "parse_input",
     "read_columns",
+    "unreadable",
 ]
 
 DEFAULT_TREE = "Events"
@@ -98,6 +100,40 @@ def import_uproot() -> Any:
     return uproot
 
 
+def unreadable(spec: InputSpec | str, err: Exception) -> CLIError:
+    """The one-line error for an input whose data cannot be read (damaged baskets, a
+    truncated file, an unreadable page), naming the input and the underlying error.
+
+    Example:
+        >>> print(unreadable("a.root:T", OSError("8 bytes")))
+        cannot read the data of a.root:T: the file is damaged or truncated (OSError: 8 bytes)
+    """
+    return CLIError(
+        f"cannot read the data of {spec}: the file is damaged or truncated "
+        f"({type(err).__name__}: {one_line(err)})"
+    )
+
+
+def iterate_tree(tree: Any, spec: InputSpec, **options: Any) -> Iterator[Any]:
+    """``tree.iterate(**options)``, with an error while reading a chunk turned into the
+    one-line :func:`unreadable` error (errors raised by the caller's loop body stay theirs).
+
+    Raises:
+        CLIError: a chunk cannot be read or decompressed.
+    """
+    chunks = tree.iterate(**options)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except MemoryError:
+            raise
+        except Exception as err:  # uproot, zlib, lz4, ... raise their own types
+            raise unreadable(spec, err) from err
+        yield chunk
+
+
 def _check_local_file(path: str) -> None:
     if "://" in path:
         return
@@ -123,13 +159,19 @@ def open_tree(spec: InputSpec) -> Any:
         file = uproot.open(spec.path)
     except Exception as err:  # uproot raises many types for files it cannot read
         raise CLIError(f"cannot read {spec.path} as a ROOT file: {one_line(err)}") from err
-    classes = dict(file.classnames(cycle=False).items())
+    try:
+        classes = dict(file.classnames(cycle=False).items())
+    except Exception as err:  # a damaged directory of keys
+        raise unreadable(spec.path, err) from err
     trees = [k for k, v in classes.items() if v in _TREE_CLASSES]
     if spec.tree not in classes:
         raise CLIError(f"{spec.path}: {MissingColumnError(spec.tree, trees, what='tree')}")
     if spec.tree not in trees:
         raise CLIError(f"{spec}: is a {classes[spec.tree]}, not a TTree; coffea-f4f reads TTrees")
-    return file[spec.tree]
+    try:
+        return file[spec.tree]
+    except Exception as err:  # a damaged TTree header
+        raise unreadable(spec, err) from err
 
 
 def check_branches(tree: Any, spec: InputSpec, names: Sequence[str]) -> None:
@@ -150,7 +192,12 @@ def _read_one(spec: InputSpec, names: Sequence[str], entry_stop: int | None) -> 
         for name in names:
             if name not in columns:
                 raise CLIError(f"{spec}: {MissingColumnError(name, columns, what='column')}")
-        data = ak.from_parquet(spec.path, columns=list(names))
+        try:
+            data = ak.from_parquet(spec.path, columns=list(names))
+        except MemoryError:
+            raise
+        except Exception as err:  # pyarrow raises its own types for damaged pages
+            raise unreadable(spec, err) from err
         if entry_stop is not None:
             data = data[:entry_stop]
         return {name: get_field(data, name) for name in names}
@@ -158,7 +205,14 @@ def _read_one(spec: InputSpec, names: Sequence[str], entry_stop: int | None) -> 
     check_branches(tree, spec, names)
     wanted = set(names)
     stop = None if entry_stop is None else min(entry_stop, tree.num_entries)
-    arrays = tree.arrays(filter_name=lambda n: n in wanted, entry_stop=stop, library="ak", how=dict)
+    try:
+        arrays = tree.arrays(
+            filter_name=lambda n: n in wanted, entry_stop=stop, library="ak", how=dict
+        )
+    except MemoryError:
+        raise
+    except Exception as err:  # uproot, zlib, lz4, ... raise their own types
+        raise unreadable(spec, err) from err
     return {name: arrays[name] for name in names}
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only (the morpher impo
     from ..morpher import Morpher
 
 __all__ = [
+    "check_device",
     "check_one_kind",
     "condition_args",
     "feature_map",
@@ -24,6 +25,53 @@ __all__ = [
     "load_model",
     "morph_columns",
 ]
+
+
+_DEVICE_HINT = "use cpu, cuda, cuda:N, mps or auto"
+
+
+def check_device(device: str | None, option: str = "--device") -> str | None:
+    """``device`` checked before any work: a device torch can parse, of a kind coffea-f4f
+    runs on (cpu, cuda, mps; ``auto``), and present on this machine (``cuda:N`` with N below
+    the number of CUDA devices). ``None`` stays ``None``.
+
+    Imports torch: call it from commands that train or morph.
+
+    Raises:
+        CLIError: naming the value and what would work.
+    """
+    if device is None:
+        return None
+    import torch  # the commands that call this train or morph anyway
+
+    text = str(device).strip()
+    if text == "auto":
+        return text
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise CLIError(
+            f"{option} {device!r} is not a device ({one_line(err)}); {_DEVICE_HINT}"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(
+                f"{option} {device!r}: CUDA is not available here; use --device cpu (or auto)"
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise CLIError(
+                f"{option} {device!r}: this machine has {n} CUDA device{'s' if n != 1 else ''} "
+                f"(cuda:0 to cuda:{n - 1})"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise CLIError(f"{option} {device!r}: MPS is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise CLIError(
+            f"{option} {device!r}: coffea-f4f does not run on {dev.type}; {_DEVICE_HINT}"
+        )
+    return text
 
 
 def load_model(path: str) -> Morpher:

@@ -1,28 +1,28 @@
 """The ``coffea-f4f`` argument parser and entry point: commands, argument types, exit codes.
 
-Errors in arguments or inputs are one line on stderr with exit code 2; ``--debug`` re-raises
-them with their traceback instead.
+Every error is one line on stderr: errors in arguments or inputs with exit code 2, any other
+exception with its type named and exit code 1, Ctrl-C with exit code 130; ``--debug``
+re-raises them with their traceback instead. Warnings are one line too.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import demo
 from .._version import __version__
 from .apply import COMPRESSIONS, DEFAULT_COMPRESSION, run_apply
-from .errors import CLIError, one_line
+from .errors import CLIError, error_report, one_line
 from .evaluate import run_evaluate
 from .inputs import DEFAULT_TREE
 from .train import CONFIG_EXAMPLE, CONFIG_KEYS, build_job, load_config, run_train
 
 __all__ = ["build_parser", "main"]
-
-_USER_ERRORS = (CLIError, ValueError, KeyError, OSError, TypeError, ArithmeticError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -335,26 +335,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(command: str) -> Any:
+    """``warnings.showwarning`` that prints a warning as one line,
+    ``coffea-f4f COMMAND: warning: MESSAGE``."""
+
+    def show(message: Any, category: Any, filename: Any, lineno: Any, *_: Any, **__: Any) -> None:
+        print(f"coffea-f4f {command}: warning: {one_line(message)}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coffea-f4f`` console script.
 
-    Returns the exit status: 0 on success, 2 on bad arguments or inputs (one line on stderr,
-    ``coffea-f4f COMMAND: error: ...``; with ``--debug`` the error is raised with its
-    traceback instead), 130 when interrupted.
+    Every error is one line on stderr, ``coffea-f4f COMMAND: error: ...``, never a traceback
+    (``--debug`` raises the error with its traceback instead); warnings are one line too,
+    ``coffea-f4f COMMAND: warning: ...``.
+
+    Returns:
+        The exit status: 0 on success; 2 on bad arguments or inputs (:class:`CLIError` and the
+        :data:`~coffea_f4f.cli.errors.USER_ERRORS` the package raises for bad inputs); 1 on
+        any other exception (unexpected: its type is named); 130 when interrupted (Ctrl-C).
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version, argument errors
         return exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    where = f"coffea-f4f {args.command}"
     try:
-        return int(args.func(args) or 0)
-    except _USER_ERRORS as err:
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.showwarning = _one_line_warnings(args.command)
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # every error: one line (errors.error_report), or --debug
         if args.debug:
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"coffea-f4f {args.command}: error: {one_line(msg)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"coffea-f4f {args.command}: interrupted", file=sys.stderr)
-        return 130
+        status, message = error_report(err, args.command)
+        print(f"{where}: error: {message}", file=sys.stderr)
+        return status

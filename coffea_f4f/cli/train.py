@@ -19,6 +19,7 @@ from ..config import PENALTIES, VARIANTS, FlowConfig, TrainConfig
 from ..demo import print_table
 from .errors import CLIError, one_line
 from .inputs import parse_input, read_columns
+from .morph import check_device
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only (the morpher imports torch)
     from ..morpher import Morpher
@@ -215,6 +216,10 @@ def _options(config: Mapping[str, Any], where: str, base: Path) -> dict[str, Any
             or (key in ("penalty_weight", "ensemble", "ensemble_jobs") and isinstance(value, bool))
         ):
             raise CLIError(f"{where}: {key} must be {need}, got {value!r}")
+        if isinstance(value, int) and (
+            (key == "ensemble" and value < 0) or (key == "ensemble_jobs" and value < 1)
+        ):
+            raise CLIError(f"{where}: {key} must be {need}, got {value!r}")
         options[key] = value
     penalties = [p for p in PENALTIES if p is not None]
     for key, allowed in (("variant", list(VARIANTS)), ("penalty", penalties)):
@@ -352,6 +357,9 @@ def run_train(
 
     if job.output is None:
         raise CLIError('no output directory: set output = "DIR" in the config or pass --output')
+    if job.output.exists() and not job.output.is_dir():
+        raise CLIError(f"output {job.output} is a file, not a directory; give a model directory")
+    device = check_device(device)
     options = dict(job.options)
     for table in ("train", "density_train"):
         cfg = options.get(table, TrainConfig() if table == "train" else None)
@@ -363,6 +371,7 @@ def run_train(
             if v is not None
         }
         options[table] = cfg.replace(**changes) if changes else cfg
+        check_device(options[table].device, f"[{table}] device")  # before reading the data
     conditions = [job.condition] if isinstance(job.condition, str) else list(job.condition or [])
     names = list(dict.fromkeys([*job.features, *conditions]))
     extra = {  # each side's own weight branch (data usually has none)

@@ -73,8 +73,11 @@ def fit_condition_morpher(
     features = check_names(features, condition)
     conditions = as_conditions(condition)
     check_density(density_model, features, conditions, "density_model")
-    require_checkpoint(train, ["density", "morph"])
     n_members = check_ensemble(ensemble, ensemble_jobs)
+    dtrain = density_train or train
+    require_checkpoint(
+        (dtrain, [] if density_model is not None else ["density"]), (train, ["morph"])
+    )
     x, c = extract(data, features, conditions, "data")
     w = extract_weights(data, weights, features, "data")
     assert c is not None
@@ -89,7 +92,6 @@ def fit_condition_morpher(
         "flow": flow,
         "density_model": density_model,
     }
-    dtrain = density_train or train
     jobs = resolve_jobs(ensemble_jobs, n_members, train.device)
 
     def nominal() -> Morpher:
@@ -204,6 +206,7 @@ def _fit_arrays(
         callback=callback,
         gen_hook=seed_pairs,
         frozen=(base,),
+        setup={"flow": flow.to_dict()},
     )
     return Morpher(
         features=features,

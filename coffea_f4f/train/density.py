@@ -58,7 +58,14 @@ def train_density(
         return [Term(nll, split(z, cz, cfg, device, salt, weights))]
 
     model, history = train_stage(
-        build, terms, cfg, stage=stage, desc=desc, salt=salt, callback=callback
+        build,
+        terms,
+        cfg,
+        stage=stage,
+        desc=desc,
+        salt=salt,
+        callback=callback,
+        setup={"flow": flow_cfg.to_dict()},
     )
     if weights is not None:
         history["effective_sample_size"] = check_effective_size(weights, desc)
@@ -106,10 +113,12 @@ def fit_density(
 
     Raises:
         MissingColumnError, ValueError, TypeError: bad input (named field, count, shape).
+        CheckpointError: ``train.checkpoint`` cannot be written, or the checkpoint to resume
+            from is damaged or belongs to another run (before any training).
     """
     features = check_names(features, condition)
     conditions = as_conditions(condition)
-    require_checkpoint(train, [None])
+    require_checkpoint((train, [None]))
     x, c = extract(data, features, conditions, "data")
     w = extract_weights(data, weights, features, "data")
     scaler, cscaler = fit_scalers(

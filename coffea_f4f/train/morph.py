@@ -263,7 +263,12 @@ def fit_morpher(
     check_density(source_density, features, conditions, "source_density")
     check_density(target_density, features, conditions, "target_density")
     dtrain = density_train or train
-    require_checkpoint(train, ["source_density", "target_density", "morph"])
+    trained = {"source_density": source_density, "target_density": target_density}
+    density_stages = (
+        ["density"] if variant == "switch" else [s for s, d in trained.items() if d is None]
+    )
+    morph_stages = [] if variant in ("base_transfer", "switch") else ["morph"]
+    require_checkpoint((dtrain, density_stages), (train, morph_stages))
 
     xs, cs = extract(source, features, conditions, "source")
     xt, ct = extract(target, features, conditions, "target")
@@ -454,6 +459,13 @@ def _fit_arrays(
         salt=Salt.MORPH_INIT,
         callback=callback,
         frozen=(base_s, base_t),
+        setup={
+            "flow": flow.to_dict(),
+            "variant": variant,
+            "penalty": penalty,
+            "penalty_weight": penalty_weight,
+            "identity_init": identity_init,
+        },
     )
     return Morpher(
         features=features,
