@@ -37,6 +37,7 @@ _INNER_MODULES = (
     "maps",
     "density",
     "fileformat",
+    "modelcheck",
     "train",
     "morpher",
     "modelcache",

@@ -22,6 +22,7 @@ RANK = {
     "flows": 2,
     "maps": 3,
     "density": 4,
+    "modelcheck": 4,
     "fileformat": 5,
     "morpher": 6,
     "train": 7,

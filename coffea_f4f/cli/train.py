@@ -52,8 +52,8 @@ CONFIG_KEYS: dict[str, str] = {
     "ensemble": "train this many bootstrap members too (0: none); the model then has "
     "up/down variations (Morpher.variations, MorphTransform(variations=True))",
     "ensemble_jobs": "member fits at once in worker processes (default: one per CPU core)",
-    "scaling": "'standard' (default), 'log', 'logit', 'minmax', 'identity', 'zero_inflated', "
-    "'discrete', or a table {feature = kind}",
+    "scaling": "'standard' (default), 'robust' (median/IQR, for outliers), 'log', 'logit', "
+    "'minmax', 'identity', 'zero_inflated', 'discrete', or a table {feature = kind}",
     "output": "directory the model is saved to (Morpher.save)",
     "max_events": "read at most this many events of each of source and target",
     "entry_stop": "the same as max_events (uproot's name)",
