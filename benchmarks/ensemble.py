@@ -12,10 +12,9 @@ Printed, all from this one run:
   ``time.process_time`` is the whole cost. With ``ensemble_jobs=2`` the members train in
   joblib's loky worker processes (children of this one); their CPU time is read from
   ``/proc/<pid>/stat`` while they live and from ``resource.getrusage(RUSAGE_CHILDREN)`` once
-  they have exited. ``jobs=2, cold`` is a fit that starts its workers (the workers are shut
-  down before it: their start-up and imports count), ``jobs=2, warm`` the fit right after it,
-  which reuses them (as a next fit within loky's idle timeout, 10 s, does); the workers are
-  shut down at its end and their exit is counted with it. Expected ratio ``ensemble=5 /
+  they have exited. Each fit starts and stops its own workers (their start-up, imports and
+  exit count with it); ``jobs=default`` is ``ensemble_jobs=None`` (one worker per core besides
+  this process). Expected ratio ``ensemble=5 /
   ensemble=0`` about ``1 + 5 * 0.63 = 4.15``: each member repeats the whole fit on the rows
   with a non-zero Poisson(1) count (about 63% of them).
 - **(b) training wall time** of the same fits, interleaved over ``--repeat`` rounds (the order
@@ -113,9 +112,9 @@ class Timing:
 
 
 def fit(
-    sim: Any, data: Any, s: Settings, ensemble: int, jobs: int, *, stop: bool = False
+    sim: Any, data: Any, s: Settings, ensemble: int, jobs: int | None
 ) -> tuple[f4f.Morpher, Timing]:
-    """One ``fit_morpher`` call and its timing (``stop``: with its workers' exit)."""
+    """One ``fit_morpher`` call and its timing (with its workers' start and exit)."""
     flow = FlowConfig(layers=s.layers, hidden=s.hidden, blocks=1)
     child0, own0, wall0 = _children_cpu(), time.process_time(), time.perf_counter()
     morpher = f4f.fit_morpher(
@@ -131,8 +130,6 @@ def fit(
         ensemble_jobs=jobs,
     )
     own, wall = time.process_time() - own0, time.perf_counter() - wall0
-    if stop:
-        _stop_workers()
     return morpher, Timing(own, _children_cpu() - child0, wall)
 
 
@@ -148,12 +145,12 @@ def per_cpu_second(fn: Callable[[], Any], n: int, repeat: int) -> float:
     return n / max(best, 1e-9)
 
 
-#: the timed fits: (row, ensemble, ensemble_jobs); cold starts joblib's workers afresh
-FITS = [
+#: the timed fits: (row, ensemble, ensemble_jobs); each fit starts its own workers
+FITS: list[tuple[str, int, int | None]] = [
     ("one morph (ensemble=0)", 0, 1),
     (f"ensemble={K}, jobs=1", K, 1),
-    (f"ensemble={K}, jobs=2, cold", K, 2),
-    (f"ensemble={K}, jobs=2, warm", K, 2),
+    (f"ensemble={K}, jobs=2", K, 2),
+    (f"ensemble={K}, jobs=default", K, None),
 ]
 
 
@@ -167,9 +164,7 @@ def training(s: Settings) -> tuple[f4f.Morpher, dict[str, list[Timing]]]:
     for r in range(s.repeat):  # interleaved: a slow spell of the machine hits every row
         order = [FITS[0], FITS[1], FITS[2], FITS[3]] if r % 2 == 0 else [*FITS[2:], *FITS[1::-1]]
         for name, ensemble, jobs in order:
-            if name.endswith("cold"):
-                _stop_workers()
-            m, t = fit(sim, data, s, ensemble, jobs, stop=name.endswith("warm"))
+            m, t = fit(sim, data, s, ensemble, jobs)
             runs[name].append(t)
             print(
                 f"  round {r + 1}: {name:<28} {t.own:6.1f} s CPU here + {t.workers:6.1f} s "
@@ -242,16 +237,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, _, _ in FITS:
         cpu, wall = mean(name, "cpu"), mean(name, "wall")
         print(f"{name:<28} {cpu:>7.1f} {cpu / one_cpu:>6.2f} {wall:>7.1f} {wall / one_wall:>6.2f}")
-    j1, cold, warm = (name for name, _, _ in FITS[1:])
+    j1, two, auto = (name for name, _, _ in FITS[1:])
     print(f"  (a) expected ensemble={K} / one morph: about 1 + {K} * 0.63 = {1 + K * 0.63:.2f}")
     print(
-        f"  (a) jobs=2 - jobs=1 CPU: cold {mean(cold, 'cpu') - mean(j1, 'cpu'):+.1f} s, warm "
-        f"{mean(warm, 'cpu') - mean(j1, 'cpu'):+.1f} s (cold: starting the workers, warm: "
-        "their exit; both: three trainings sharing the cores)"
+        f"  (a) workers - jobs=1 CPU: jobs=2 {mean(two, 'cpu') - mean(j1, 'cpu'):+.1f} s, "
+        f"default {mean(auto, 'cpu') - mean(j1, 'cpu'):+.1f} s (starting and stopping the "
+        "workers, and trainings sharing the cores)"
     )
     print(
-        f"  (b) wall jobs=1 / jobs=2: cold {mean(j1, 'wall') / mean(cold, 'wall'):.2f}, warm "
-        f"{mean(j1, 'wall') / mean(warm, 'wall'):.2f} (> 1: the workers save time; "
+        f"  (b) wall jobs=1 / workers: jobs=2 {mean(j1, 'wall') / mean(two, 'wall'):.2f}, "
+        f"default {mean(j1, 'wall') / mean(auto, 'wall'):.2f} (> 1: the workers save time; "
         f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}"
         f" cores visible, load average {os.getloadavg()[0]:.1f} at the end)"
     )

@@ -140,23 +140,25 @@ def config_digest(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def compact(m: Morpher) -> tuple[bytes, bytes]:
+def compact(m: Morpher, *, members: bool = True) -> tuple[bytes, bytes]:
     """The payload: ``(config JSON bytes, safetensors bytes)`` with what applying needs.
 
-    Left out: the training densities and history, and the map's buffers that the
-    architecture determines. float64 weights that are exact float32 values are stored as
-    float32, so the bytes (and their hash) do not depend on the precision the model was last
-    applied in.
+    Left out: the training densities and history, the map's buffers that the architecture
+    determines, and (``members=False``) the ensemble members. float64 weights that are exact
+    float32 values are stored as float32, so the bytes (and their hash) do not depend on the
+    precision the model was last applied in.
     """
     from safetensors.torch import save as save_weights
 
     config = describe(m)
     config.update(dict.fromkeys(DENSITIES), history={})
+    kept = m.members if members else []
+    config["ensemble_size"] = len(kept)
     derived = architecture_buffers(m.module)
     state = {}
     for prefix, module in (
         ("map.", m.module),
-        *((f"{MEMBER}{i}.", mm) for i, mm in enumerate(m.members, 1)),
+        *((f"{MEMBER}{i}.", mm) for i, mm in enumerate(kept, 1)),
     ):
         for k, v in module.state_dict().items():
             if k in derived:

@@ -92,7 +92,7 @@ def _caller_stacklevel() -> int:
     that names the first frame outside this package (the user's call)."""
     level = 1
     frame = sys._getframe(1)  # the function that warns (stacklevel 1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
@@ -530,11 +530,12 @@ class Morpher:
         """
         return cls(**fileformat.parts(config, state, partial=partial))
 
-    def payload(self) -> tuple[bytes, bytes]:
+    def payload(self, *, members: bool = True) -> tuple[bytes, bytes]:
         """What applying needs, compact: ``(config JSON bytes, safetensors bytes)``, without
-        the training densities, the history and the buffers the architecture determines.
-        Rebuild with :meth:`from_payload`."""
-        return fileformat.compact(self)
+        the training densities, the history and the buffers the architecture determines
+        (``members=False``: without the ensemble members either, for applying the nominal
+        only). Rebuild with :meth:`from_payload`."""
+        return fileformat.compact(self, members=members)
 
     @classmethod
     def from_payload(

@@ -272,7 +272,8 @@ class MorphTransform:
         self.precision = precision
         self.device = device
 
-        self._config_bytes, self._weights = model.payload()
+        # the members travel only when the band is wanted (K + 1 maps to ship and build)
+        self._config_bytes, self._weights = model.payload(members=self.variations)
         self.model_hash = hashlib.sha256(self._config_bytes + b"\0" + self._weights).hexdigest()
 
     def _condition_specs(self, given: Any, what: str, *, numbers: bool = False) -> dict[str, Any]:

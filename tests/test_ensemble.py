@@ -318,3 +318,87 @@ def test_member_checkpoints_are_their_own(tmp_path):
         assert f"ck.{stage}" in names
         assert f"ck.member1.{stage}" in names
         assert f"ck.member2.{stage}" in names
+
+
+# ----------------------------------------------------------------------------- resources
+def test_worker_count_and_shared_data(monkeypatch):
+    from coffea_f4f.train import ensemble
+
+    monkeypatch.setattr(ensemble.os, "sched_getaffinity", lambda _: set(range(4)), raising=False)
+    assert ensemble.ensemble_jobs(None, 5, "cpu") == 3  # one core stays with the nominal
+    assert ensemble.ensemble_jobs(None, 2, "cpu") == 2
+    assert ensemble.ensemble_jobs(1, 5, "cpu") == 0  # one after the other, here
+    assert ensemble.ensemble_jobs(8, 5, "cpu") == 5
+    assert ensemble.ensemble_jobs(None, 0, "cpu") == 0
+    data = ((np.arange(6.0).reshape(3, 2), None, np.ones(3)), (np.zeros((2, 2)), None, None))
+    with ensemble.shared_data(data, 0) as same:
+        assert same is data
+    with ensemble.shared_data(data, 2) as stored:
+        back = ensemble.unspill(stored)
+        np.testing.assert_array_equal(back[0][0], data[0][0])
+        assert back[0][1] is None
+        np.testing.assert_array_equal(back[1][0], data[1][0])
+        path = stored[0][0].path
+        assert isinstance(back[0][0], np.memmap)
+    import os
+
+    assert not os.path.exists(path)  # removed with the fit
+
+
+def test_a_failing_member_is_named(monkeypatch):
+    from coffea_f4f.train import morph
+
+    real = morph._fit_arrays
+
+    def fails_for_members(*args, train, **kwargs):
+        if train.seed != QUICK.seed:
+            raise FloatingPointError("the training loss became nan")
+        return real(*args, train=train, **kwargs)
+
+    monkeypatch.setattr(morph, "_fit_arrays", fails_for_members)
+    src, tgt = _data(300)
+    with pytest.raises(f4f.train.ensemble.MemberError, match=r"ensemble member 1 \(training seed"):
+        f4f.fit_morpher(
+            src,
+            tgt,
+            features=["x", "y"],
+            variant="base_transfer",
+            flow=TINY,
+            density=TINY,
+            train=QUICK,
+            ensemble=2,
+            ensemble_jobs=1,
+        )
+
+
+def test_density_seeds_are_recorded(tiny_ensemble):
+    info = tiny_ensemble.info["ensemble"]
+    assert info["density_seeds"] == info["seeds"]  # density_train defaults to train
+    src, tgt = _data(300)
+    m = f4f.fit_morpher(
+        src,
+        tgt,
+        features=["x", "y"],
+        variant="base_transfer",
+        flow=TINY,
+        density=TINY,
+        train=QUICK,
+        density_train=QUICK.replace(seed=7),
+        ensemble=2,
+        ensemble_jobs=1,
+    )
+    assert m.info["ensemble"]["density_seeds"] == [member_seed(7, k) for k in (1, 2)]
+
+
+def test_the_nominal_only_payload_leaves_the_members_out(tiny_ensemble):
+    full = tiny_ensemble.payload()
+    nominal = tiny_ensemble.payload(members=False)
+    assert len(nominal[1]) * 3 < len(full[1])
+    worker = f4f.Morpher.from_payload(*nominal)
+    assert worker.ensemble_size == 0
+    x = np.random.default_rng(15).normal(size=(20, 2))
+    np.testing.assert_allclose(worker.morph(x), tiny_ensemble.morph(x), rtol=1e-12)
+    plain = f4f.MorphTransform(tiny_ensemble, inputs={"x": "x", "y": "y"})
+    banded = f4f.MorphTransform(tiny_ensemble, inputs={"x": "x", "y": "y"}, variations=True)
+    assert len(plain._weights) * 3 < len(banded._weights)
+    assert plain.model_hash != banded.model_hash

@@ -17,7 +17,15 @@ from ..maps import ConditionMap
 from ..morpher import Morpher
 from ..scaling import Scaler
 from .density import train_density
-from .ensemble import bootstrap, check_ensemble, member_config, run_members, with_members
+from .ensemble import (
+    bootstrap,
+    check_ensemble,
+    member_config,
+    run_members,
+    shared_data,
+    unspill,
+    with_members,
+)
 from .ensemble import ensemble_jobs as resolve_jobs
 from .inputs import (
     Scaling,
@@ -92,21 +100,24 @@ def fit_condition_morpher(
         "flow": flow,
         "density_model": density_model,
     }
-    jobs = resolve_jobs(ensemble_jobs, n_members, train.device)
+    workers = resolve_jobs(ensemble_jobs, n_members, train.device, dtrain.device)
 
     def nominal() -> Morpher:
         return _fit_arrays(x, c, w, train=train, dtrain=dtrain, callback=callback, **common)
 
-    member = functools.partial(
-        _member,
-        data=(x, c, w),
-        train=train,
-        dtrain=dtrain,
-        threads=1 if jobs > 1 else None,
-        common=common,
-    )
-    morpher, members = run_members(member, nominal, n_members, jobs, show=train.progress)
-    return with_members(morpher, members, train.seed)
+    with shared_data((x, c, w), workers) as member_data:
+        member = functools.partial(
+            _member,
+            data=member_data,
+            train=train,
+            dtrain=dtrain,
+            threads=1 if workers else None,
+            common=common,
+        )
+        morpher, members = run_members(
+            member, nominal, n_members, workers, seed=train.seed, show=train.progress
+        )
+    return with_members(morpher, members, train.seed, dtrain.seed)
 
 
 def _member(
@@ -119,7 +130,7 @@ def _member(
     common: dict[str, Any],
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Member ``k`` of an ensemble: the fit on a bootstrap replica of the dataset."""
-    x, c, w = data
+    x, c, w = unspill(data)
     rows, rw = bootstrap(len(x), w, train.seed, k, 0)
     m = _fit_arrays(
         x[rows],

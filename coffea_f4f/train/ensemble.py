@@ -20,8 +20,10 @@ See DESIGN-NOTES.md, "Ensembles and variations".
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from ..progress import Bar, progress_bar
 from .loop import Salt
 
 __all__ = [
-    "IDLE_WORKER_SECONDS",
+    "MemberError",
     "Replica",
     "bootstrap",
     "check_ensemble",
@@ -42,12 +44,10 @@ __all__ = [
     "member_config",
     "member_seed",
     "run_members",
-    "take",
+    "shared_data",
+    "unspill",
     "with_members",
 ]
-
-#: idle worker processes exit after this long (a fit started within it reuses them)
-IDLE_WORKER_SECONDS = 120
 
 #: ``(rows kept, their weights)`` of one dataset's bootstrap replica
 Replica = tuple[np.ndarray, np.ndarray]
@@ -92,16 +92,71 @@ def member_config(cfg: TrainConfig, k: int, *, threads: int | None) -> TrainConf
     return cfg.replace(**changes)
 
 
-def ensemble_jobs(jobs: int | None, k: int, device: str) -> int:
-    """How many member fits run at once: ``jobs``, or by default one per CPU core (at most
-    ``k``); 1 on a GPU (the members share it one after the other)."""
-    if k == 0:
-        return 1
-    if flows.resolve_device(device) != "cpu":
-        return 1
+def ensemble_jobs(jobs: int | None, k: int, *devices: str) -> int:
+    """How many worker processes train members while the caller trains the nominal (0: the
+    members train here, one after the other).
+
+    ``jobs=None`` (default): one per CPU core besides the caller's (at most ``k``); ``jobs=1``:
+    none (here, one after the other); ``jobs > 1``: that many. 0 whenever a stage trains on a
+    GPU (the members share it one after the other).
+    """
+    if k == 0 or any(flows.resolve_device(d) != "cpu" for d in devices):
+        return 0
     if jobs is None:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(int(jobs or 1), k))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return min(max((cores or 1) - 1, 0), k)
+    return 0 if jobs <= 1 else min(int(jobs), k)
+
+
+class MemberError(RuntimeError):
+    """An ensemble member's fit failed (the member and its seed are named; the cause is
+    chained)."""
+
+
+def _labelled(i: int, seed: int, err: BaseException) -> MemberError:
+    return MemberError(
+        f"ensemble member {i} (training seed {member_seed(seed, i)}) failed: "
+        f"{type(err).__name__}: {err}"
+    )
+
+
+class _OnDisk:
+    """A numpy array saved once for the worker processes (they memory-map it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def _spill(tree: Any, directory: str, names: list[int]) -> Any:
+    if isinstance(tree, np.ndarray):
+        names.append(len(names))
+        path = os.path.join(directory, f"{names[-1]}.npy")
+        np.save(path, tree, allow_pickle=False)
+        return _OnDisk(path)
+    if isinstance(tree, tuple | list):
+        return type(tree)(_spill(t, directory, names) for t in tree)
+    return tree
+
+
+def unspill(tree: Any) -> Any:
+    """``tree`` with every array that :func:`shared_data` saved memory-mapped back."""
+    if isinstance(tree, _OnDisk):
+        return np.load(tree.path, mmap_mode="r", allow_pickle=False)
+    if isinstance(tree, tuple | list):
+        return type(tree)(unspill(t) for t in tree)
+    return tree
+
+
+@contextlib.contextmanager
+def shared_data(data: Any, workers: int) -> Iterator[Any]:
+    """``data`` (nested tuples of arrays) as the members receive it: itself when they train
+    here; with worker processes, each array saved once to a temporary directory that the
+    workers memory-map (instead of one pickled copy of the whole dataset per member)."""
+    if workers == 0:
+        yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="coffea-f4f-ensemble-") as directory:
+        yield _spill(data, directory, [])
 
 
 def _call(fn: Callable[[], Any]) -> Any:  # runs in a worker process
@@ -113,42 +168,51 @@ def run_members(
     member: Callable[[int], Any],
     nominal: Callable[[], Any],
     k: int,
-    jobs: int,
+    workers: int,
     *,
+    seed: int,
     show: bool = True,
 ) -> tuple[Any, list[Any]]:
     """Run ``nominal()`` and ``member(1) ... member(k)``; return ``(nominal, [members])``.
 
-    With ``jobs > 1``, ``member`` must be picklable (a module-level function or a
-    ``functools.partial`` of one): the members run in ``jobs`` spawned processes while
-    ``nominal`` runs here.
+    With ``workers > 0``, ``member`` must be picklable (a module-level function or a
+    ``functools.partial`` of one): the members run in that many spawned processes while
+    ``nominal`` runs here. A member that fails raises :class:`MemberError` naming it and its
+    seed (``seed`` is the fit's ``TrainConfig.seed``).
     """
     if k == 0:
         return nominal(), []
-    if jobs <= 1:
+    if workers == 0:
         result = nominal()
         bar = progress_bar(k, desc="ensemble members", unit="member", show=show)
         try:
             members = []
             for i in range(1, k + 1):
-                members.append(member(i))
+                try:
+                    members.append(member(i))
+                except Exception as err:
+                    raise _labelled(i, seed, err) from err
                 bar.update(1)
         finally:
             bar.close()
         return result, members
-    # joblib's loky processes: spawned (no fork after torch's threads started), reused across
-    # fits, and they do not re-run the caller's __main__ (no ``if __name__`` guard needed)
-    from joblib.externals.loky import get_reusable_executor  # type: ignore[import-untyped]
+    # joblib's loky processes: spawned (no fork after torch's threads started), and they do
+    # not re-run the caller's __main__ (no ``if __name__`` guard needed). The executor is this
+    # fit's own: stopping it on an error touches no other joblib work of the process.
+    from joblib.externals.loky import ProcessPoolExecutor  # type: ignore[import-untyped]
 
-    pool = get_reusable_executor(max_workers=jobs, timeout=IDLE_WORKER_SECONDS)
+    pool = ProcessPoolExecutor(max_workers=workers)
     futures = [pool.submit(_call, _Bound(member, i)) for i in range(1, k + 1)]
     shown: Bar | None = None
     try:
         result = nominal()
         shown = progress_bar(k, desc="ensemble members", unit="member", show=show)
         done = {}
-        for fut in futures:
-            i, value = fut.result()
+        for i, fut in enumerate(futures, start=1):
+            try:
+                _, value = fut.result()
+            except Exception as err:
+                raise _labelled(i, seed, err) from err
             done[i] = value
             shown.update(1)
     except BaseException:  # an error or Ctrl-C: do not wait for the other members
@@ -159,6 +223,7 @@ def run_members(
     finally:
         if shown is not None:
             shown.close()
+    pool.shutdown(wait=True)
     return result, [done[i] for i in range(1, k + 1)]
 
 
@@ -172,13 +237,11 @@ class _Bound:
         return self.i, self.member(self.i)
 
 
-def take(rows: np.ndarray, *arrays: np.ndarray | None) -> Sequence[np.ndarray | None]:
-    """``a[rows]`` of each array (None stays None)."""
-    return [None if a is None else a[rows] for a in arrays]
-
-
 def with_members(
-    morpher: Morpher, members: Sequence[tuple[torch.nn.Module, dict[str, Any]]], seed: int
+    morpher: Morpher,
+    members: Sequence[tuple[torch.nn.Module, dict[str, Any]]],
+    seed: int,
+    density_seed: int | None = None,
 ) -> Morpher:
     """``morpher`` (the nominal fit) holding the trained members, their histories and seeds."""
     if not members:
@@ -189,5 +252,9 @@ def with_members(
         "size": len(members),
         "replica": "poisson",
         "seeds": [member_seed(seed, k) for k in range(1, len(members) + 1)],
+        "density_seeds": [
+            member_seed(seed if density_seed is None else density_seed, k)
+            for k in range(1, len(members) + 1)
+        ],
     }
     return morpher

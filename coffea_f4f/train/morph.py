@@ -33,7 +33,15 @@ from ..maps import BaseTransferMap, FlowMap, SwitchMap, build_map
 from ..morpher import Morpher
 from ..scaling import Scaler
 from .density import train_density
-from .ensemble import bootstrap, check_ensemble, member_config, run_members, with_members
+from .ensemble import (
+    bootstrap,
+    check_ensemble,
+    member_config,
+    run_members,
+    shared_data,
+    unspill,
+    with_members,
+)
 from .ensemble import ensemble_jobs as resolve_jobs
 from .inputs import (
     Scaling,
@@ -304,21 +312,24 @@ def fit_morpher(
         "target_density": target_density,
     }
     data = ((xs, cs, ws), (xt, ct, wt))
-    jobs = resolve_jobs(ensemble_jobs, n_members, train.device)
+    workers = resolve_jobs(ensemble_jobs, n_members, train.device, dtrain.device)
 
     def nominal() -> Morpher:
         return _fit_arrays(*data, train=train, dtrain=dtrain, callback=callback, **common)
 
-    member = functools.partial(
-        _member,
-        data=data,
-        train=train,
-        dtrain=dtrain,
-        threads=1 if jobs > 1 else None,
-        common=common,
-    )
-    morpher, members = run_members(member, nominal, n_members, jobs, show=train.progress)
-    return with_members(morpher, members, train.seed)
+    with shared_data(data, workers) as member_data:
+        member = functools.partial(
+            _member,
+            data=member_data,
+            train=train,
+            dtrain=dtrain,
+            threads=1 if workers else None,
+            common=common,
+        )
+        morpher, members = run_members(
+            member, nominal, n_members, workers, seed=train.seed, show=train.progress
+        )
+    return with_members(morpher, members, train.seed, dtrain.seed)
 
 
 def _member(
@@ -332,7 +343,7 @@ def _member(
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Member ``k`` of an ensemble: the fit on a bootstrap replica of both datasets."""
     replicas = []
-    for which, (x, c, w) in enumerate(data):
+    for which, (x, c, w) in enumerate(unspill(data)):
         rows, rw = bootstrap(len(x), w, train.seed, k, which)
         replicas.append((x[rows], None if c is None else c[rows], rw))
     m = _fit_arrays(
