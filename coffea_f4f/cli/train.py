@@ -51,7 +51,8 @@ CONFIG_KEYS: dict[str, str] = {
     "identity_init": "start the morph flow as the identity (default true)",
     "ensemble": "train this many bootstrap members too (0: none); the model then has "
     "up/down variations (Morpher.variations, MorphTransform(variations=True))",
-    "ensemble_jobs": "member fits at once in worker processes (default: one per CPU core)",
+    "ensemble_jobs": "worker processes for the members (default: one per CPU core besides "
+    "the nominal's; 1: one after the other)",
     "scaling": "'standard' (default), 'robust' (median/IQR, for outliers), 'log', 'logit', "
     "'minmax', 'identity', 'zero_inflated', 'discrete', or a table {feature = kind}",
     "output": "directory the model is saved to (Morpher.save)",

@@ -258,8 +258,9 @@ def fit_morpher(
             :mod:`coffea_f4f.train.ensemble`), kept in the Morpher for
             :meth:`~coffea_f4f.morpher.Morpher.variations`. Supplied densities are shared by
             all members (the band then leaves out their uncertainty).
-        ensemble_jobs: member fits run at once in worker processes (default: one per CPU
-            core, at most K; 1 trains them one after the other here; 1 on a GPU).
+        ensemble_jobs: worker processes that train members while this process trains the
+            nominal (default: one per CPU core besides this one, at most K; 1: the members
+            train here, one after the other, as they do when a stage trains on a GPU).
 
     Returns:
         A :class:`~coffea_f4f.morpher.Morpher`.
