@@ -330,6 +330,9 @@ def test_worker_count_and_shared_data(monkeypatch):
     assert ensemble.ensemble_jobs(1, 5, "cpu") == 0  # one after the other, here
     assert ensemble.ensemble_jobs(8, 5, "cpu") == 5
     assert ensemble.ensemble_jobs(None, 0, "cpu") == 0
+    small = ensemble.WORKER_MIN_WORK - 1  # a fit of seconds: starting workers costs more
+    assert ensemble.ensemble_jobs(None, 5, "cpu", work=small) == 0
+    assert ensemble.ensemble_jobs(2, 5, "cpu", work=small) == 2  # asked for: given
     data = ((np.arange(6.0).reshape(3, 2), None, np.ones(3)), (np.zeros((2, 2)), None, None))
     with ensemble.shared_data(data, 0) as same:
         assert same is data

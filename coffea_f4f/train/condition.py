@@ -100,7 +100,8 @@ def fit_condition_morpher(
         "flow": flow,
         "density_model": density_model,
     }
-    workers = resolve_jobs(ensemble_jobs, n_members, train.device, dtrain.device)
+    work = len(x) * max(train.epochs, dtrain.epochs)
+    workers = resolve_jobs(ensemble_jobs, n_members, train.device, dtrain.device, work=work)
 
     def nominal() -> Morpher:
         return _fit_arrays(x, c, w, train=train, dtrain=dtrain, callback=callback, **common)

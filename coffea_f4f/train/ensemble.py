@@ -36,6 +36,7 @@ from ..progress import Bar, progress_bar
 from .loop import Salt
 
 __all__ = [
+    "WORKER_MIN_WORK",
     "MemberError",
     "Replica",
     "bootstrap",
@@ -92,17 +93,26 @@ def member_config(cfg: TrainConfig, k: int, *, threads: int | None) -> TrainConf
     return cfg.replace(**changes)
 
 
-def ensemble_jobs(jobs: int | None, k: int, *devices: str) -> int:
+#: with ``ensemble_jobs=None``, workers start only for fits of at least this many event-epochs
+#: (rows x epochs of the larger dataset): a worker costs about 5 CPU-s to start (imports, the
+#: first fit's set-up), more than it saves on a fit of seconds (benchmarks/ensemble.py)
+WORKER_MIN_WORK = 1_000_000
+
+
+def ensemble_jobs(jobs: int | None, k: int, *devices: str, work: float = float("inf")) -> int:
     """How many worker processes train members while the caller trains the nominal (0: the
     members train here, one after the other).
 
-    ``jobs=None`` (default): one per CPU core besides the caller's (at most ``k``); ``jobs=1``:
-    none (here, one after the other); ``jobs > 1``: that many. 0 whenever a stage trains on a
-    GPU (the members share it one after the other).
+    ``jobs=None`` (default): one per CPU core besides the caller's (at most ``k``), when the
+    fit is big enough to pay for starting them (``work``, rows x epochs, at least
+    :data:`WORKER_MIN_WORK`); ``jobs=1``: none (here, one after the other); ``jobs > 1``: that
+    many. 0 whenever a stage trains on a GPU (the members share it one after the other).
     """
     if k == 0 or any(flows.resolve_device(d) != "cpu" for d in devices):
         return 0
     if jobs is None:
+        if work < WORKER_MIN_WORK:
+            return 0
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return min(max((cores or 1) - 1, 0), k)
     return 0 if jobs <= 1 else min(int(jobs), k)

@@ -259,8 +259,9 @@ def fit_morpher(
             :meth:`~coffea_f4f.morpher.Morpher.variations`. Supplied densities are shared by
             all members (the band then leaves out their uncertainty).
         ensemble_jobs: worker processes that train members while this process trains the
-            nominal (default: one per CPU core besides this one, at most K; 1: the members
-            train here, one after the other, as they do when a stage trains on a GPU).
+            nominal (default: one per CPU core besides this one, at most K, for fits of at
+            least a million event-epochs; smaller fits and ``1`` train the members here, one
+            after the other, as they do when a stage trains on a GPU).
 
     Returns:
         A :class:`~coffea_f4f.morpher.Morpher`.
@@ -313,7 +314,8 @@ def fit_morpher(
         "target_density": target_density,
     }
     data = ((xs, cs, ws), (xt, ct, wt))
-    workers = resolve_jobs(ensemble_jobs, n_members, train.device, dtrain.device)
+    work = max(len(xs), len(xt)) * max(train.epochs, dtrain.epochs)
+    workers = resolve_jobs(ensemble_jobs, n_members, train.device, dtrain.device, work=work)
 
     def nominal() -> Morpher:
         return _fit_arrays(*data, train=train, dtrain=dtrain, callback=callback, **common)
