@@ -475,6 +475,49 @@ def _ratio_errors(num: _Binned, scale: float, denom: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, np.nan_to_num(err), np.nan)
 
 
+def _ratio_panels(n: int, ncols: int, nrows: int) -> tuple[Figure, list[tuple[Any, Any]]]:
+    """A figure of ``n`` panels on a ``nrows x ncols`` grid, each a main axis over a ratio axis
+    that shares its x (inside :func:`_style`)."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(4.6 * ncols, 5.2 * nrows), layout="constrained")
+    _layout(fig).set(hspace=0.04, wspace=0.03, h_pad=0.06)
+    outer = fig.add_gridspec(nrows, ncols)
+    panels = []
+    for j in range(n):
+        cell = outer[j // ncols, j % ncols].subgridspec(2, 1, height_ratios=(2.6, 1.4), hspace=0.0)
+        ax = fig.add_subplot(cell[0])
+        panels.append((ax, fig.add_subplot(cell[1], sharex=ax)))
+    return fig, panels
+
+
+def _main_axis(
+    ax: Any,
+    shown: Sequence[np.ndarray],
+    top: float,
+    *,
+    log: bool,
+    above: bool,
+    edges: np.ndarray,
+    ylabel: str,
+) -> None:
+    """The y range of a main panel (room for the legend: above the panels or inside), its x
+    range and labels; on log-y from half the smallest positive value of ``shown``."""
+    if log:
+        ax.set_yscale("log")
+        positive = np.concatenate([y[y > 0] for y in shown])
+        bottom = 0.5 * float(positive.min()) if positive.size else 0.1
+        top = max(top, 10 * bottom)
+        room = 0.15 if above else 0.5  # fraction of the decades left above the data
+        ax.set_ylim(bottom, top * (top / bottom) ** (room / (1 - room)))
+    else:
+        ax.set_ylim(0, (1.15 if above else 2.1) * top if top > 0 else 1.0)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylabel(ylabel)
+    ax.tick_params(labelbottom=False)
+    ax.set_xlabel("")
+
+
 def feature_comparison(
     source: Any,
     morphed: Any,
@@ -608,17 +651,10 @@ def feature_comparison(
     # 20 pt rather than the ROOT style's 26: a 4.6 inch panel with a ratio panel under it
     # fits its tick labels and the two-line ratio label at that size
     with _style(), plt.rc_context({"font.size": 20}):
-        fig = plt.figure(figsize=(4.6 * ncols, 5.2 * nrows), layout="constrained")
-        _layout(fig).set(hspace=0.04, wspace=0.03, h_pad=0.06)
-        outer = fig.add_gridspec(nrows, ncols)
-        for j, name in enumerate(features):
+        fig, panels = _ratio_panels(len(features), ncols, nrows)
+        for j, (name, (ax, rax)) in enumerate(zip(features, panels, strict=True)):
             b, edges, scale = binned[j], all_edges[j], scales[j]
             unit = units.get(name)
-            cell = outer[j // ncols, j % ncols].subgridspec(
-                2, 1, height_ratios=(2.6, 1.4), hspace=0.0
-            )
-            ax = fig.add_subplot(cell[0])
-            rax = fig.add_subplot(cell[1], sharex=ax)
             per_x, ylabel = _y_axis(edges, unit, binwnorm)
             y_s = b["source"].values * scale["source"] * per_x
             y_m = b["morphed"].values * scale["morphed"] * per_x
@@ -671,19 +707,7 @@ def feature_comparison(
                 flow="none",
             )
             top = float(np.nanmax([np.max(y_s), np.max(y_m), np.max(y_t + err_t[1])]))
-            if log:
-                ax.set_yscale("log")
-                positive = np.concatenate([y[y > 0] for y in (y_s, y_m, y_t)])
-                bottom = 0.5 * float(positive.min()) if positive.size else 0.1
-                top = max(top, 10 * bottom)
-                room = 0.15 if above else 0.5  # fraction of the decades left above the data
-                ax.set_ylim(bottom, top * (top / bottom) ** (room / (1 - room)))
-            else:
-                ax.set_ylim(0, (1.15 if above else 2.1) * top if top > 0 else 1.0)
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_ylabel(ylabel)
-            ax.tick_params(labelbottom=False)
-            ax.set_xlabel("")
+            _main_axis(ax, (y_s, y_m, y_t), top, log=log, above=above, edges=edges, ylabel=ylabel)
 
             with np.errstate(divide="ignore", invalid="ignore"):
                 r_m = np.where(t > 0, y_m / y_t, np.nan)
@@ -942,17 +966,10 @@ def band_comparison(
     above = ncols > 1
 
     with _style(), plt.rc_context({"font.size": 20}):
-        fig = plt.figure(figsize=(4.6 * ncols, 5.2 * nrows), layout="constrained")
-        _layout(fig).set(hspace=0.04, wspace=0.03, h_pad=0.06)
-        outer = fig.add_gridspec(nrows, ncols)
-        for j, name in enumerate(features):
+        fig, panels = _ratio_panels(len(features), ncols, nrows)
+        for j, (name, (ax, rax)) in enumerate(zip(features, panels, strict=True)):
             b, edges, scale = binned[j], all_edges[j], scales[j]
             unit = units.get(name)
-            cell = outer[j // ncols, j % ncols].subgridspec(
-                2, 1, height_ratios=(2.6, 1.4), hspace=0.0
-            )
-            ax = fig.add_subplot(cell[0])
-            rax = fig.add_subplot(cell[1], sharex=ax)
             per_x, ylabel = _y_axis(edges, unit, binwnorm)
             y_s = b["source"].values * scale["source"] * per_x
             y_n = b["nominal"].values * scale["nominal"] * per_x
@@ -1019,19 +1036,7 @@ def band_comparison(
                     flow="none",
                 )
                 top = max(top, float(np.max(y_t + err_t[1])))
-            if log:
-                ax.set_yscale("log")
-                positive = np.concatenate([y[y > 0] for y in shown])
-                bottom = 0.5 * float(positive.min()) if positive.size else 0.1
-                top = max(top, 10 * bottom)
-                room = 0.15 if above else 0.5
-                ax.set_ylim(bottom, top * (top / bottom) ** (room / (1 - room)))
-            else:
-                ax.set_ylim(0, (1.15 if above else 2.1) * top if top > 0 else 1.0)
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_ylabel(ylabel)
-            ax.tick_params(labelbottom=False)
-            ax.set_xlabel("")
+            _main_axis(ax, shown, top, log=log, above=above, edges=edges, ylabel=ylabel)
 
             nominal = y_n > 0
             with np.errstate(divide="ignore", invalid="ignore"):
