@@ -32,9 +32,11 @@ from .scaling import Scaler
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_BATCH_SIZE",
+    "FAR_OUTSIDE",
     "FORMAT_VERSION",
     "WEIGHTS_FILE",
     "ConditionClampWarning",
+    "FarOutsideWarning",
     "Morpher",
     "load",
 ]
@@ -96,6 +98,34 @@ def _caller_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+#: rows with a feature further than this from the training data, in scaled units (standard
+#: deviations for ``standard``), are flagged with a :class:`FarOutsideWarning`
+FAR_OUTSIDE = 1e3
+
+
+class FarOutsideWarning(UserWarning):
+    """Rows with a feature more than :data:`FAR_OUTSIDE` scaled units outside the training
+    data. Beyond the spline tails the morph is the identity in that feature, but the other
+    features' conditioners see the far value: measured, morph then inverse returns them to
+    ~1e-8 relative at 1e3 units, ~5e-5 at 1e6 and ~3e-2 at 1e9 (DESIGN-NOTES.md, "Spaces and
+    scalings"). Warned once per call; select or clip such rows."""
+
+
+def _flag_far(z: np.ndarray, features: Sequence[str]) -> None:
+    far = np.abs(z) > FAR_OUTSIDE
+    if not far.any():
+        return
+    per = ", ".join(f"{n!r}: {int(c)}" for n, c in zip(features, far.sum(0), strict=True) if c)
+    warnings.warn(
+        FarOutsideWarning(
+            f"{int(far.any(1).sum())} of {len(z)} rows lie more than {FAR_OUTSIDE:g} scaled units "
+            f"outside the training data ({per}); the morph there is not reliable (morph and "
+            "inverse agree only to ~5e-5 relative at 1e6 units): select or clip these rows"
+        ),
+        stacklevel=_caller_stacklevel(),
+    )
 
 
 class Morpher:
@@ -385,7 +415,9 @@ class Morpher:
             scale_in, scale_out = (
                 (self.target_scaler, self.scaler) if inverse else (self.scaler, self.target_scaler)
             )
-            z = self._run(scale_in.forward(x), ctx, ctx_to, inverse=inverse, batch_size=batch_size)
+            zin = scale_in.forward(x)
+            _flag_far(zin, self.features)
+            z = self._run(zin, ctx, ctx_to, inverse=inverse, batch_size=batch_size)
             y = scale_out.inverse(z)
             if ctx is not None and ctx_to is not None:  # a -> a: exactly the identity
                 same = (ctx == ctx_to).all(1)
@@ -483,6 +515,7 @@ class Morpher:
             return replace_fields(x, self.features, y, layout)
 
         zin = self.scaler.forward(xm) if len(xm) else np.zeros((0, len(self.features)))
+        _flag_far(zin, self.features)
 
         def run(member: int) -> np.ndarray:
             if len(zin) == 0:
