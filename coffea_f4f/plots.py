@@ -518,6 +518,86 @@ def _main_axis(
     ax.set_xlabel("")
 
 
+def _source_step(ax: Any, y: np.ndarray, bins: np.ndarray, *, lw: float, **kw: Any) -> None:
+    """The source sample (or its ratio) as a dashed step line (``kw`` to mplhep, e.g.
+    ``edges=False`` on log-y, where the end edges would fall to the axis bottom)."""
+    import mplhep
+
+    mplhep.histplot(
+        y, bins, ax=ax, histtype="step", ls="--", lw=lw, color=_SOURCE_COLOR, flow="none", **kw
+    )
+
+
+def _morphed_step(ax: Any, y: np.ndarray, bins: np.ndarray, *, lw: float, **kw: Any) -> None:
+    """The morphed sample (or its ratio) as a solid step line (``kw`` as for
+    :func:`_source_step`)."""
+    import mplhep
+
+    mplhep.histplot(y, bins, ax=ax, histtype="step", lw=lw, color=_MORPHED_COLOR, flow="none", **kw)
+
+
+def _target_points(
+    ax: Any,
+    y: np.ndarray,
+    edges: np.ndarray,
+    yerr: np.ndarray,
+    *,
+    markersize: float = 3.5,
+    elinewidth: float = 1.0,
+    **kw: Any,
+) -> None:
+    """The target sample (or its ratio) as points with error bars."""
+    import mplhep
+
+    mplhep.histplot(
+        y,
+        edges,
+        yerr=yerr,
+        ax=ax,
+        histtype="errorbar",
+        color=_TARGET_COLOR,
+        marker="o",
+        markersize=markersize,
+        elinewidth=elinewidth,
+        flow="none",
+        **kw,
+    )
+
+
+def _ratio_axis(
+    rax: Any,
+    fixed_range: tuple[float, float] | None,
+    ratios: Sequence[np.ndarray],
+    rel_err: np.ndarray,
+    edges: np.ndarray,
+    xlabel: str,
+    reference: str,
+) -> None:
+    """The y range (``fixed_range``, or a round half-range that shows ``ratios``), ticks and
+    labels of a ratio panel against ``reference``."""
+    if fixed_range is None:
+        half = _nice_half_range(ratios, rel_err)
+        lo_r, hi_r = 1 - half, 1 + half
+    else:
+        lo_r, hi_r = fixed_range
+    rax.set_ylim(lo_r, hi_r)
+    rax.set_yticks([lo_r + (hi_r - lo_r) / 4, (lo_r + hi_r) / 2, hi_r - (hi_r - lo_r) / 4])
+    rax.set_xlim(edges[0], edges[-1])
+    rax.set_xlabel(xlabel)
+    rax.set_ylabel(f"ratio to\n{reference}", fontsize="small", loc="center")
+    rax.tick_params(axis="y", labelsize="small")
+
+
+def _legend(fig: Figure, ax: Any, handles: list[Any], names: list[str], *, above: bool) -> None:
+    """One legend above all panels (it never hides data), or in the first panel's headroom."""
+    if above:
+        fig.legend(
+            handles, names, loc="outside upper center", ncols=4, frameon=False, fontsize="small"
+        )
+    else:
+        ax.legend(handles, names, loc="upper right", frameon=False, fontsize="x-small")
+
+
 def feature_comparison(
     source: Any,
     morphed: Any,
@@ -670,42 +750,9 @@ def feature_comparison(
             )
             shown_t = np.where(t > 0, y_t, np.nan) if log else y_t  # no points at 0 on log-y
 
-            mplhep.histplot(
-                y_s,
-                edges,
-                ax=ax,
-                histtype="step",
-                ls="--",
-                lw=1.8,
-                color=_SOURCE_COLOR,
-                label=legend_names[0],
-                flow="none",
-                edges=not log,  # on log-y the end edges would fall to the axis bottom
-            )
-            mplhep.histplot(
-                y_m,
-                edges,
-                ax=ax,
-                histtype="step",
-                lw=2.0,
-                color=_MORPHED_COLOR,
-                label=legend_names[1],
-                flow="none",
-                edges=not log,
-            )
-            mplhep.histplot(
-                shown_t,
-                edges,
-                yerr=err_t,
-                ax=ax,
-                histtype="errorbar",
-                color=_TARGET_COLOR,
-                marker="o",
-                markersize=3.5,
-                elinewidth=1.0,
-                label=legend_names[2],
-                flow="none",
-            )
+            _source_step(ax, y_s, edges, lw=1.8, label=legend_names[0], edges=not log)
+            _morphed_step(ax, y_m, edges, lw=2.0, label=legend_names[1], edges=not log)
+            _target_points(ax, shown_t, edges, err_t, label=legend_names[2])
             top = float(np.nanmax([np.max(y_s), np.max(y_m), np.max(y_t + err_t[1])]))
             _main_axis(ax, (y_s, y_m, y_t), top, log=log, above=above, edges=edges, ylabel=ylabel)
 
@@ -724,19 +771,8 @@ def feature_comparison(
                 label=f"{labels[2]} stat. unc.",
             )
             rax.axhline(1.0, color="black", lw=1.0, ls=":")
-            mplhep.histplot(
-                r_s,
-                edges,
-                ax=rax,
-                histtype="step",
-                ls="--",
-                lw=1.6,
-                color=_SOURCE_COLOR,
-                flow="none",
-            )
-            mplhep.histplot(
-                r_m, edges, ax=rax, histtype="step", lw=1.8, color=_MORPHED_COLOR, flow="none"
-            )
+            _source_step(rax, r_s, edges, lw=1.6)
+            _morphed_step(rax, r_m, edges, lw=1.8)
             # the morphed sample's own statistics: thin bars, so that sparse tail bins do not
             # paint the panel red
             mplhep.histplot(
@@ -751,31 +787,12 @@ def feature_comparison(
                 alpha=0.8,
                 flow="none",
             )
-            if fixed_range is None:
-                half = _nice_half_range([r_m, r_s], band_hi - 1)
-                lo_r, hi_r = 1 - half, 1 + half
-            else:
-                lo_r, hi_r = fixed_range
-            rax.set_ylim(lo_r, hi_r)
-            rax.set_yticks([lo_r + (hi_r - lo_r) / 4, (lo_r + hi_r) / 2, hi_r - (hi_r - lo_r) / 4])
-            rax.set_xlim(edges[0], edges[-1])
-            rax.set_xlabel(_with_unit(axis_labels.get(name, name), unit))
-            rax.set_ylabel(f"ratio to\n{labels[2]}", fontsize="small", loc="center")
-            rax.tick_params(axis="y", labelsize="small")
+            xlabel = _with_unit(axis_labels.get(name, name), unit)
+            _ratio_axis(rax, fixed_range, [r_m, r_s], band_hi - 1, edges, xlabel, labels[2])
             if j == 0:
                 handles, names = ax.get_legend_handles_labels()
                 handles, names = [*handles, band], [*names, str(band.get_label())]
-                if above:  # one legend above all panels: it never hides data
-                    fig.legend(
-                        handles,
-                        names,
-                        loc="outside upper center",
-                        ncols=4,
-                        frameon=False,
-                        fontsize="small",
-                    )
-                else:  # in the headroom left above the data
-                    ax.legend(handles, names, loc="upper right", frameon=False, fontsize="x-small")
+                _legend(fig, ax, handles, names, above=above)
         _save(fig, path)
     return fig
 
@@ -902,7 +919,6 @@ def band_comparison(
             shape, histograms instead of events, NaN/inf, or bad options.
     """
     import matplotlib.pyplot as plt
-    import mplhep
 
     labels = _check_labels(labels, 3)
     given = _check_band(band)
@@ -986,18 +1002,7 @@ def band_comparison(
                 if want == "auto"
                 else bool(want)
             )
-            mplhep.histplot(
-                y_s,
-                edges,
-                ax=ax,
-                histtype="step",
-                ls="--",
-                lw=1.8,
-                color=_SOURCE_COLOR,
-                label=legend_names[0],
-                flow="none",
-                edges=not log,
-            )
+            _source_step(ax, y_s, edges, lw=1.8, label=legend_names[0], edges=not log)
             ax.stairs(
                 hi,
                 edges,
@@ -1008,33 +1013,12 @@ def band_comparison(
                 lw=0,
                 label=band_label,
             )
-            mplhep.histplot(
-                y_n,
-                edges,
-                ax=ax,
-                histtype="step",
-                lw=2.0,
-                color=_MORPHED_COLOR,
-                label=legend_names[1],
-                flow="none",
-                edges=not log,
-            )
+            _morphed_step(ax, y_n, edges, lw=2.0, label=legend_names[1], edges=not log)
             top = float(np.nanmax([np.max(y) for y in shown]))
             if has_target:
                 t = b["target"].values
-                mplhep.histplot(
-                    np.where(t > 0, y_t, np.nan) if log else y_t,
-                    edges,
-                    yerr=err_t,
-                    ax=ax,
-                    histtype="errorbar",
-                    color=_TARGET_COLOR,
-                    marker="o",
-                    markersize=3.5,
-                    elinewidth=1.0,
-                    label=legend_names[2],
-                    flow="none",
-                )
+                shown_t = np.where(t > 0, y_t, np.nan) if log else y_t
+                _target_points(ax, shown_t, edges, err_t, label=legend_names[2])
                 top = max(top, float(np.max(y_t + err_t[1])))
             _main_axis(ax, shown, top, log=log, above=above, edges=edges, ylabel=ylabel)
 
@@ -1054,16 +1038,7 @@ def band_comparison(
                 label=band_label,
             )
             rax.axhline(1.0, color=_MORPHED_COLOR, lw=1.2)
-            mplhep.histplot(
-                r_s,
-                edges,
-                ax=rax,
-                histtype="step",
-                ls="--",
-                lw=1.6,
-                color=_SOURCE_COLOR,
-                flow="none",
-            )
+            _source_step(rax, r_s, edges, lw=1.6)
             ratios = [r_s, r_lo, r_hi]
             rel_err = np.where(nominal, 0.0, np.inf)
             if has_target:
@@ -1071,44 +1046,16 @@ def band_comparison(
                     r_t = np.where(nominal, y_t / y_n, np.nan)
                     r_err = np.where(nominal, err_t / y_n, np.nan)
                     rel_err = np.where(t > 0, err_t[1] / y_t, np.inf)
-                mplhep.histplot(
-                    r_t,
-                    edges,
-                    yerr=np.nan_to_num(r_err),
-                    ax=rax,
-                    histtype="errorbar",
-                    color=_TARGET_COLOR,
-                    marker="o",
-                    markersize=3.0,
-                    elinewidth=0.9,
-                    flow="none",
+                _target_points(
+                    rax, r_t, edges, np.nan_to_num(r_err), markersize=3.0, elinewidth=0.9
                 )
                 ratios.append(r_t)
-            if fixed_range is None:
-                half = _nice_half_range(ratios, rel_err)
-                lo_r, hi_r = 1 - half, 1 + half
-            else:
-                lo_r, hi_r = fixed_range
-            rax.set_ylim(lo_r, hi_r)
-            rax.set_yticks([lo_r + (hi_r - lo_r) / 4, (lo_r + hi_r) / 2, hi_r - (hi_r - lo_r) / 4])
-            rax.set_xlim(edges[0], edges[-1])
-            rax.set_xlabel(_with_unit(axis_labels.get(name, name), unit))
-            rax.set_ylabel(f"ratio to\n{labels[1]}", fontsize="small", loc="center")
-            rax.tick_params(axis="y", labelsize="small")
+            xlabel = _with_unit(axis_labels.get(name, name), unit)
+            _ratio_axis(rax, fixed_range, ratios, rel_err, edges, xlabel, labels[1])
             if j == 0:  # source, morphed, its band, target
                 handles, names = ax.get_legend_handles_labels()
                 handles[1:3], names[1:3] = handles[2:0:-1], names[2:0:-1]
-                if above:
-                    fig.legend(
-                        handles,
-                        names,
-                        loc="outside upper center",
-                        ncols=4,
-                        frameon=False,
-                        fontsize="small",
-                    )
-                else:
-                    ax.legend(handles, names, loc="upper right", frameon=False, fontsize="x-small")
+                _legend(fig, ax, handles, names, above=above)
         _save(fig, path)
     return fig
 
