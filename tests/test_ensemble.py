@@ -20,6 +20,20 @@ def _data(n=2000, seed=0):
     return {"x": a[:, 0], "y": a[:, 1]}, {"x": b[:, 0], "y": b[:, 1]}
 
 
+def _fit(source, target, **kwargs):
+    """A tiny two-feature ensemble fit (two members, in this process) with ``kwargs`` on top."""
+    options = {
+        "features": ["x", "y"],
+        "flow": TINY,
+        "density": TINY,
+        "train": QUICK,
+        "ensemble": 2,
+        "ensemble_jobs": 1,
+        **kwargs,
+    }
+    return f4f.fit_morpher(source, target, **options)
+
+
 # ----------------------------------------------------------------------------- replicas
 def test_bootstrap_is_poisson_on_top_of_the_weights():
     w = np.linspace(-0.5, 2.0, 20000)
@@ -146,17 +160,7 @@ def test_no_band_without_an_ensemble(tiny_morpher):
 
 def test_one_member_gives_members_but_no_band():
     src, tgt = _data(400)
-    m = f4f.fit_morpher(
-        src,
-        tgt,
-        features=["x", "y"],
-        flow=TINY,
-        density=TINY,
-        train=QUICK,
-        ensemble=1,
-        variant="base_transfer",
-        ensemble_jobs=1,
-    )
+    m = _fit(src, tgt, ensemble=1, variant="base_transfer")
     assert len(m.variations(np.zeros((3, 2)), members=True)) == 1
     with pytest.raises(ValueError, match="at least 2"):
         m.variations(np.zeros((3, 2)))
@@ -228,16 +232,11 @@ def test_zero_inflated_and_discrete_stay_valid_in_every_variation():
         hits = rng.poisson(3 * scale, n).astype(float)
         return {"x": rng.normal(size=n), "iso": iso, "hits": hits}
 
-    m = f4f.fit_morpher(
+    m = _fit(
         sample(1.0, 0.4),
         sample(1.5, 0.3),
         features=["x", "iso", "hits"],
         scaling={"iso": "zero_inflated", "hits": "discrete"},
-        flow=TINY,
-        density=TINY,
-        train=QUICK,
-        ensemble=2,
-        ensemble_jobs=1,
     )
     x = sample(1.0, 0.4)
     outs = [*m.variations(x).values(), *m.variations(x, members=True)]
@@ -253,17 +252,7 @@ def test_conditional_ensemble_uses_the_condition():
     c = rng.uniform(0, 1, n)
     src = {"x": rng.normal(size=n), "y": rng.normal(size=n), "c": c}
     tgt = {"x": rng.normal(size=n) + c, "y": rng.normal(size=n), "c": c}
-    m = f4f.fit_morpher(
-        src,
-        tgt,
-        features=["x", "y"],
-        condition="c",
-        flow=TINY,
-        density=TINY,
-        train=QUICK,
-        ensemble=2,
-        ensemble_jobs=1,
-    )
+    m = _fit(src, tgt, condition="c")
     x = np.zeros((4, 2))
     lo = m.variations(x, condition=np.zeros(4), with_nominal=True)
     hi = m.variations(x, condition=np.ones(4), with_nominal=True)
@@ -303,16 +292,7 @@ def test_condition_morpher_ensemble_keeps_a_to_a_exact():
 def test_member_checkpoints_are_their_own(tmp_path):
     src, tgt = _data(400)
     ck = str(tmp_path / "ck")
-    f4f.fit_morpher(
-        src,
-        tgt,
-        features=["x", "y"],
-        flow=TINY,
-        density=TINY,
-        train=QUICK.replace(checkpoint=ck),
-        ensemble=2,
-        ensemble_jobs=1,
-    )
+    _fit(src, tgt, train=QUICK.replace(checkpoint=ck))
     names = sorted(p.name for p in tmp_path.iterdir())
     for stage in ("source_density", "target_density", "morph"):
         assert f"ck.{stage}" in names
@@ -361,35 +341,14 @@ def test_a_failing_member_is_named(monkeypatch):
     monkeypatch.setattr(morph, "_fit_arrays", fails_for_members)
     src, tgt = _data(300)
     with pytest.raises(f4f.train.ensemble.MemberError, match=r"ensemble member 1 \(training seed"):
-        f4f.fit_morpher(
-            src,
-            tgt,
-            features=["x", "y"],
-            variant="base_transfer",
-            flow=TINY,
-            density=TINY,
-            train=QUICK,
-            ensemble=2,
-            ensemble_jobs=1,
-        )
+        _fit(src, tgt, variant="base_transfer")
 
 
 def test_density_seeds_are_recorded(tiny_ensemble):
     info = tiny_ensemble.info["ensemble"]
     assert info["density_seeds"] == info["seeds"]  # density_train defaults to train
     src, tgt = _data(300)
-    m = f4f.fit_morpher(
-        src,
-        tgt,
-        features=["x", "y"],
-        variant="base_transfer",
-        flow=TINY,
-        density=TINY,
-        train=QUICK,
-        density_train=QUICK.replace(seed=7),
-        ensemble=2,
-        ensemble_jobs=1,
-    )
+    m = _fit(src, tgt, variant="base_transfer", density_train=QUICK.replace(seed=7))
     assert m.info["ensemble"]["density_seeds"] == [member_seed(7, k) for k in (1, 2)]
 
 
