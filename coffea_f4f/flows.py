@@ -24,6 +24,7 @@ from normflows.utils.splines import DEFAULT_MIN_DERIVATIVE
 from torch import nn
 
 from . import scaling as _scaling
+from . import splines
 from .config import FlowConfig
 
 __all__ = [
@@ -168,7 +169,7 @@ def to_base(
     logdet = x.new_zeros(len(x))
     layer: Any
     for layer in reversed(_layers(flow)):
-        x, ld = layer.inverse(x, context=context)
+        x, ld = splines.layer_pass(layer, x, context, to_base=True)
         logdet = logdet + ld
     return x, logdet
 
@@ -180,7 +181,7 @@ def from_base(
     _check_context(flow, context, len(z))
     logdet = z.new_zeros(len(z))
     for layer in _layers(flow):
-        z, ld = layer(z, context=context)
+        z, ld = splines.layer_pass(layer, z, context, to_base=False)
         logdet = logdet + ld
     return z, logdet
 

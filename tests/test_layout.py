@@ -19,6 +19,7 @@ RANK = {
     "scaling": 1,
     "config": 1,
     "progress": 1,
+    "splines": 1,
     "flows": 2,
     "maps": 3,
     "density": 4,

@@ -57,6 +57,7 @@ __all__ = [
     "Salt",
     "Split",
     "Term",
+    "adam",
     "check_writable",
     "data_digest",
     "epoch_indices",
@@ -198,6 +199,19 @@ def val_loss(terms: Sequence[Term], chunk: int = 65536) -> float | None:
     return total
 
 
+def adam(params: Sequence[torch.Tensor], cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam with the fused kernel where every parameter allows it (CPU and CUDA floats): one
+    kernel per parameter group instead of about ten ops per parameter, the same update up to
+    rounding. At the paper's morph size the unfused step took 9.7 ms of a 56 ms training step
+    (batch 128, one thread) and the fused one 1.3 ms (``benchmarks/train_speed.py``)."""
+    fused = bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
+    )
+    return torch.optim.Adam(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True if fused else None
+    )
+
+
 def run_loop(
     model: torch.nn.Module,
     terms: Sequence[Term],
@@ -234,7 +248,7 @@ def run_loop(
         FloatingPointError: the training loss became NaN or infinite.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(params, cfg)
     n_max = max(len(t.data.train[0]) for t in terms)
     steps = math.ceil(n_max / cfg.batch_size)
     sched = (
