@@ -11,8 +11,9 @@ computes the same layers from the same parameters:
   interval, the identity selected outside it with ``torch.where``), one softmax for widths and
   heights together and one gather for all bin quantities;
 - :func:`autoregressive_pass`: a masked autoregressive spline layer; the masked weights and the
-  context terms of its MADE are built once per call, and the ``D``-pass inverse evaluates per
-  pass only the output rows and the spline of the one feature it fixes;
+  context terms of its MADE are built once per call, and each pass of the ``D``-pass inverse
+  evaluates only what the one feature it fixes depends on: the hidden units of lower degree,
+  that feature's output rows and its spline;
 - :func:`coupling_pass`: a coupling spline layer (its network as normflows runs it, the
   splines fused).
 
@@ -159,23 +160,43 @@ def _spline_kwargs(module: Any) -> dict[str, Any]:
 
 
 class _Made:
-    """A MADE's masked weights and context terms, built once for all passes of one call."""
+    """A MADE's masked weights and context terms, built once for all passes of one call.
 
-    def __init__(self, net: Any, context: torch.Tensor | None) -> None:
-        first = net.initial_layer
-        self.first = (first.weight * first.mask, first.bias)
-        self.first_context = None if context is None else net.context_layer(context)
+    With ``by_degree`` the hidden units are reordered by their degree (the same function):
+    the units that feature ``i``'s outputs see are then the first ``counts[i]``, and
+    :meth:`feature` reads them as slices.
+    """
+
+    def __init__(self, net: Any, context: torch.Tensor | None, *, by_degree: bool = False) -> None:
+        first, last = net.initial_layer, net.final_layer
+        order, self.counts = _unit_order(net) if by_degree else (None, [])
+
+        def rows(t: torch.Tensor) -> torch.Tensor:
+            return t if order is None else t.index_select(0, order)
+
+        def cols(t: torch.Tensor) -> torch.Tensor:
+            return t if order is None else t.index_select(-1, order)
+
+        self.first = (rows(first.weight * first.mask), rows(first.bias))
+        self.first_context = None if context is None else cols(net.context_layer(context))
         self.blocks = []
         for block in net.blocks:
             l0, l1 = block.linear_layers
-            gate = None if context is None else torch.sigmoid(block.context_layer(context))
+            gate = None if context is None else cols(torch.sigmoid(block.context_layer(context)))
             self.blocks.append(
-                (block, l0.weight * l0.mask, l0.bias, l1.weight * l1.mask, l1.bias, gate)
+                (
+                    block,
+                    cols(rows(l0.weight * l0.mask)),
+                    rows(l0.bias),
+                    cols(rows(l1.weight * l1.mask)),
+                    rows(l1.bias),
+                    gate,
+                )
             )
-        last = net.final_layer
-        self.last = (last.weight * last.mask, last.bias)
+        self.last = (cols(last.weight * last.mask), last.bias)
 
-    def __call__(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """All outputs (the single-pass direction)."""
         h = F.linear(x, *self.first)
         if self.first_context is not None:
             h = h + self.first_context
@@ -183,10 +204,51 @@ class _Made:
             t = F.linear(block.activation(h), w0, b0)
             t = F.linear(block.dropout(block.activation(t)), w1, b1)
             h = h + (t if gate is None else t * gate)
+        return F.linear(h, *self.last)
+
+    def feature(self, i: int, prev: torch.Tensor, per: int) -> torch.Tensor:
+        """The ``per`` outputs of feature ``i`` (0-based) from features ``0..i-1`` (``prev``,
+        shape ``(n, i)``), through the hidden units of degree <= ``i`` only (needs
+        ``by_degree``).
+
+        MADE's masks make these exactly the units feature ``i`` sees: an output of degree
+        ``i + 1`` reads units of lower degree, a unit reads units of its degree or lower and
+        the inputs of its degree or lower (so features ``0..i-1``). The other units multiply
+        by masked zeros; leaving them out changes nothing but the work (the ``D``-pass inverse
+        does about 2/5 of the full passes' products at ``D = 5``).
+        """
         w, b = self.last
-        if rows is not None:
-            w, b = w[rows], b[rows]
-        return F.linear(h, w, b)
+        rows = slice(i * per, (i + 1) * per)
+        u = self.counts[i]
+        if not u:
+            return b[rows].expand(len(prev), per)
+        w0, b0 = self.first
+        h = F.linear(prev, w0[:u, :i], b0[:u])
+        if self.first_context is not None:
+            h = h + self.first_context[:, :u]
+        for block, wa, ba, wb, bb, gate in self.blocks:
+            t = F.linear(block.activation(h), wa[:u, :u], ba[:u])
+            t = F.linear(block.dropout(block.activation(t)), wb[:u, :u], bb[:u])
+            h = h + (t if gate is None else t * gate[:, :u])
+        return F.linear(h, w[rows, :u], b[rows])
+
+
+_ORDERS: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, list[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _unit_order(net: nn.Module) -> tuple[torch.Tensor, list[int]]:
+    """Hidden units sorted by degree, and how many have degree <= i for each feature i."""
+    degrees: Any = net.initial_layer.degrees
+    cached = _ORDERS.get(net)
+    if cached is None or cached[0].device != degrees.device:
+        values = degrees.tolist()
+        order = torch.as_tensor(sorted(range(len(values)), key=values.__getitem__))
+        d = net.initial_layer.in_features
+        cached = (order.to(degrees.device), [sum(v <= i for v in values) for i in range(d)])
+        _ORDERS[net] = cached
+    return cached
 
 
 def _made_supported(net: Any) -> bool:
@@ -225,7 +287,7 @@ def autoregressive_pass(
     k = m.num_bins
     per = 3 * k - 1
     n, d = x.shape
-    made = _Made(m.autoregressive_net, context)
+    made = _Made(m.autoregressive_net, context, by_degree=not to_base)
     kw = _spline_kwargs(m)
     if to_base:
         params = made(x).view(n, d, per)
@@ -234,15 +296,13 @@ def autoregressive_pass(
         return y, lad.sum(1)
     cols: list[torch.Tensor] = []
     logdet = x.new_zeros(n)
-    current = torch.zeros_like(x)
     for i in range(d):
-        params = made(current, slice(i * per, (i + 1) * per))
+        prev = torch.stack(cols, 1) if cols else x.new_zeros(n, 0)
+        params = made.feature(i, prev, per)
         wh = params[:, : 2 * k].unflatten(-1, (2, k))
         xi, lad = rq_spline(x[:, i], wh, params[:, 2 * k :], inverse=True, **kw)
         cols.append(xi)
         logdet = logdet + lad
-        if i + 1 < d:
-            current = torch.cat([torch.stack(cols, 1), x.new_zeros(n, d - i - 1)], 1)
     return torch.stack(cols, 1), logdet
 
 
