@@ -12,7 +12,10 @@ For each size N (number of FatJet objects) this measures, on one CPU thread and 
    ``MorphTransform(inputs={"mass": "FatJet.mass", "pt": "FatJet.pt"})`` (reading, NanoEvents,
    flattening, the NaN/domain checks and ``ak.with_field`` included);
 4. ``Runner read-only``: the same Runner with a processor that only reads and flattens the two
-   columns (so 3 minus 4 is the cost of the transform itself).
+   columns (so 3 minus 4 is the cost of the transform itself);
+5. ``Morpher.morph f32``: the Morpher in ``precision="float32"`` (``Morpher.to(precision=)``)
+   against its float64 default: speed, and the error of the morphed values against float64
+   (largest absolute difference over each feature's std, and the median relative one).
 
 The model is paper-like: an autoregressive rational-quadratic spline flow, 8 layers, 128 hidden
 units, trained for one epoch on a little data (speed does not depend on the weights).
@@ -182,6 +185,14 @@ def run_size(
     def morph() -> None:  # 2. Morpher.morph on the numpy array
         checks["morph"] = float(np.nansum(model.morph(x, batch_size=batch_size)))
 
+    def morph32() -> None:  # 5. Morpher.morph in float32
+        model.to(precision="float32")
+        try:
+            out32 = model.morph(x, batch_size=batch_size)
+        finally:
+            model.to(precision="float64")
+        checks["f32"] = out32
+
     def runner(proc, key: str) -> Callable[[], None]:  # 3./4. Runner, IterativeExecutor
         def run() -> None:
             r = processor.Runner(
@@ -202,6 +213,7 @@ def run_size(
         "Morpher.morph": morph,
         "Runner+transform": runner(SumMorphed(transform), "transform"),
         "Runner read-only": runner(ReadOnly(), "read"),
+        "Morpher.morph f32": morph32,
     }
     # warm up every stage on little data (model build and cache, first-call allocations)
     transform(_small_events(path)).FatJet.mass_morphed  # noqa: B018
@@ -225,7 +237,13 @@ def run_size(
         and math.isclose(checks["transform"], checks["morph"], rel_tol=1e-9)
     ):
         raise RuntimeError(f"the stages disagree: {checks}")
-    return {"n": n, "events": n_events, "stages": results, "pickled": pickled}
+    out64 = model.morph(x, batch_size=batch_size)
+    out32 = np.asarray(checks["f32"])
+    f32 = {
+        "max_over_std": float((np.abs(out32 - out64).max(0) / out64.std(0)).max()),
+        "median_rel": float(np.median(np.abs(out32 - out64) / np.maximum(np.abs(out64), 1e-300))),
+    }
+    return {"n": n, "events": n_events, "stages": results, "pickled": pickled, "f32": f32}
 
 
 def _small_events(path: Path):
@@ -258,6 +276,16 @@ def report(res: dict) -> None:
     print(
         f"  transform alone (Runner+transform - read-only): {own / raw:.3f} x raw flow time, "
         f"{own_cpu / raw_cpu:.3f} x its CPU time"
+    )
+    tr, m64, m32 = st["Runner+transform"], st["Morpher.morph"], st["Morpher.morph f32"]
+    print(
+        f"  Runner+transform throughput / raw flow: {raw / tr['s']:.2f} (wall), "
+        f"{raw_cpu / tr['cpu']:.2f} (CPU); transform alone: {raw_cpu / own_cpu:.2f} (CPU)"
+    )
+    print(
+        f"  float32 / float64 Morpher.morph speed: {m64['cpu'] / m32['cpu']:.2f} (CPU); "
+        f"float32 error: max |diff| / std {res['f32']['max_over_std']:.1e}, "
+        f"median relative {res['f32']['median_rel']:.1e}"
     )
 
 

@@ -8,9 +8,9 @@ delta_r``, condition ``mjj``), standardised. One CPU thread, CPU time (``time.pr
 Three implementations of the same steps on the same batches:
 
 - ``nflows``: the paper's reference library (``_nflows_reference.py``), run in its own
-  environment (``--ref-python``; by default ``benchmarks/.nflows-env``, created with
-  ``pip install torch==2.13.0 nflows`` when missing; the column is skipped with a message
-  when that fails, e.g. offline);
+  environment (``--ref-python``; by default ``benchmarks/.reference-env``, created with
+  ``pip install torch==2.13.0 nflows hep_ml`` when missing; the column is skipped with a
+  message when that fails, e.g. offline);
 - ``before``: coffea-f4f with normflows' own layer passes and unfused Adam (main before the
   fused passes);
 - ``now``: coffea-f4f as it trains (fused spline passes, fused Adam).
@@ -33,13 +33,13 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _settings import reference_python  # benchmarks/_settings.py, beside this script
 
 from coffea_f4f import flows, splines
 from coffea_f4f.config import FlowConfig, TrainConfig
@@ -187,33 +187,6 @@ def profile(data, batch: int, steps: int) -> None:
 
 
 # ----------------------------------------------------------------------------- reference
-def reference_python(path: str | None, install: bool) -> str | None:
-    """The reference environment's interpreter: given, found, or created; None (with a
-    message) when there is none."""
-    if path:
-        return path
-    env = HERE / ".nflows-env"
-    py = env / "bin" / "python"
-    if py.exists():
-        return str(py)
-    if not install:
-        print(
-            "nflows column skipped: no reference environment "
-            "(pass --ref-python or drop --no-install)"
-        )
-        return None
-    print(f"creating the reference environment {env} (torch==2.13.0, nflows) ...", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        pip = [str(py), "-m", "pip", "install", "-q"]
-        subprocess.run([*pip, "torch==2.13.0"], check=True)
-        subprocess.run([*pip, "nflows"], check=True)
-    except (subprocess.CalledProcessError, OSError) as err:
-        print(f"nflows column skipped: could not install nflows ({err})")
-        return None
-    return str(py)
-
-
 def reference(py: str, npz: str, batch: int, steps: int) -> dict[str, float] | None:
     args = [DENSITY.layers, DENSITY.blocks, MORPH.layers, MORPH.blocks, MORPH.hidden, MORPH.bins]
     cmd = [py, str(HERE / "_nflows_reference.py"), npz, str(batch), str(steps)]

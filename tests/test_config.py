@@ -45,3 +45,39 @@ def test_replace_validates():
     assert FlowConfig().replace(layers=3).layers == 3
     with pytest.raises(ValueError, match=r"bins=0: must be an integer >= 1"):
         FlowConfig().replace(bins=0)
+
+
+def test_presets_give_fit_morpher_arguments():
+    import inspect
+
+    import coffea_f4f as f4f
+    from coffea_f4f.config import FAST, PAPER, PRESETS
+
+    assert PRESETS == {"fast": FAST, "paper": PAPER}
+    accepted = inspect.signature(f4f.fit_morpher).parameters
+    for preset in PRESETS.values():
+        kw = preset.fit_kwargs(progress=False, num_threads=1)
+        assert set(kw) <= set(accepted)
+        assert kw["train"].progress is False
+        assert kw["density_train"].num_threads == 1
+        assert kw["train"].lr == preset.train.lr  # only the named fields change
+    assert PAPER.flow.layers == 8
+    assert PAPER.flow.blocks == 3
+    assert PAPER.density_train.epochs == 60
+    assert FAST.flow.kind == "coupling"
+    with pytest.raises(ValueError, match="epochs"):
+        FAST.fit_kwargs(epochs=0)
+
+
+def test_fast_preset_trains():
+    import numpy as np
+
+    import coffea_f4f as f4f
+    from coffea_f4f.config import FAST
+
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(400, 2)), rng.normal(1.0, 1.0, size=(400, 2))
+    m = f4f.fit_morpher(
+        xs, xt, features=["a", "b"], **FAST.fit_kwargs(epochs=1, progress=False, device="cpu")
+    )
+    assert m.morph(xs[:5]).shape == (5, 2)
