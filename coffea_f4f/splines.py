@@ -240,13 +240,14 @@ _ORDERS: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, list[int]]] = 
 
 def _unit_order(net: nn.Module) -> tuple[torch.Tensor, list[int]]:
     """Hidden units sorted by degree, and how many have degree <= i for each feature i."""
-    degrees: Any = net.initial_layer.degrees
+    first: Any = net.initial_layer
+    degrees: Any = first.degrees
     cached = _ORDERS.get(net)
     if cached is None or cached[0].device != degrees.device:
         values = degrees.tolist()
         order = torch.as_tensor(sorted(range(len(values)), key=values.__getitem__))
-        d = net.initial_layer.in_features
-        cached = (order.to(degrees.device), [sum(v <= i for v in values) for i in range(d)])
+        counts = [sum(v <= i for v in values) for i in range(int(first.in_features))]
+        cached = (order.to(degrees.device), counts)
         _ORDERS[net] = cached
     return cached
 
