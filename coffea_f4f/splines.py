@@ -126,28 +126,96 @@ def rq_spline(
         dim=-2,
     )  # S + (6, K)
     picked = table.gather(-1, idx[..., None, :].expand(*idx.shape[:-1], 6, 1))[..., 0]
-    cw, w, ch, h, d0, d1 = picked.unbind(-1)
-    delta = h / w
-    slope = d0 + d1 - 2 * delta
-    if inverse:
-        dy = xc - ch
-        a = dy * slope + h * (delta - d0)
-        b = h * d0 - dy * slope
-        c = -delta * dy
-        disc = b.pow(2) - 4 * a * c
-        theta = (2 * c) / (-b - torch.sqrt(disc))
-        out = theta * w + cw
-    else:
-        theta = (xc - cw) / w
-    t1t = theta * (1 - theta)
-    denominator = delta + slope * t1t
-    numerator = delta.pow(2) * (d1 * theta.pow(2) + 2 * delta * t1t + d0 * (1 - theta).pow(2))
-    lad = torch.log(numerator) - 2 * torch.log(denominator)
-    if inverse:
-        lad = -lad
-    else:
-        out = ch + h * (delta * theta.pow(2) + d0 * t1t) / denominator
+    out, lad = _BinSpline.apply(xc, picked, inverse)
     return torch.where(inside, out, x), torch.where(inside, lad, torch.zeros_like(lad))
+
+
+class _BinSpline(torch.autograd.Function):
+    """The rational-quadratic segment of each point's bin, with its derivatives by hand.
+
+    Inputs: the (clamped) points and their bins' ``(x_k, w_k, y_k, h_k, d_k, d_k+1)`` (left
+    knot, width, bottom knot, height, knot derivatives) stacked on the last axis. Autograd
+    would record about 35 ops forward and 70 backward for this part; here the forward runs
+    untracked and the backward is one pass of closed-form partials (checked by
+    ``torch.autograd.gradcheck`` in ``tests/test_splines.py``). With ``s = h/w``,
+    ``t = theta (1 - theta)``, ``den = s + (d0 + d1 - 2 s) t``, ``N = s theta^2 + d0 t``: the
+    segment is ``y = y_k + h N / den`` and ``log dy/dx = log(s^2 M) - 2 log den`` with
+    ``M = d1 theta^2 + 2 s t + d0 (1 - theta)^2``; the inverse solves for ``theta`` and
+    differentiates implicitly (``d theta / d p = -(dy/dp) / (dy/d theta)``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xc: torch.Tensor, picked: torch.Tensor, inverse: bool) -> Result:
+        cw, w, ch, h, d0, d1 = picked.unbind(-1)
+        s = h / w
+        slope = d0 + d1 - 2 * s
+        if inverse:
+            dy = xc - ch
+            a = dy * slope + h * (s - d0)
+            b = h * d0 - dy * slope
+            c = -s * dy
+            theta = (2 * c) / (-b - torch.sqrt(b * b - 4 * a * c))
+            out = theta * w + cw
+        else:
+            theta = (xc - cw) / w
+        t = theta * (1 - theta)
+        den = s + slope * t
+        m = d1 * theta * theta + 2 * s * t + d0 * (1 - theta) * (1 - theta)
+        lad = torch.log(s * s * m) - 2 * torch.log(den)
+        if inverse:
+            lad = -lad
+        else:
+            out = ch + h * (s * theta * theta + d0 * t) / den
+        ctx.save_for_backward(theta, picked)
+        ctx.inverse = inverse
+        return out, lad
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g_out: torch.Tensor, g_lad: torch.Tensor) -> Any:
+        theta, picked = ctx.saved_tensors
+        _, w, _, h, d0, d1 = picked.unbind(-1)
+        s = h / w
+        slope = d0 + d1 - 2 * s
+        one_m = 1 - theta
+        t = theta * one_m
+        tp = 1 - 2 * theta  # dt / d theta
+        den = s + slope * t
+        n = s * theta * theta + d0 * t
+        m = d1 * theta * theta + 2 * s * t + d0 * one_m * one_m
+        hd2 = h / (den * den)
+        den_th = slope * tp
+        # partials of y = y_k + h N / den and of L = log(s^2 M) - 2 log den
+        y_th = hd2 * ((2 * s * theta + d0 * tp) * den - n * den_th)
+        y_s = hd2 * (theta * theta * den - n * (1 - 2 * t))
+        y_h = n / den
+        y_d0 = hd2 * t * (den - n)
+        y_d1 = -hd2 * n * t
+        l_th = 2 * (d1 * theta - d0 * one_m + s * tp) / m - 2 * den_th / den
+        l_s = 2 / s + 2 * t / m - 2 * (1 - 2 * t) / den
+        l_d0 = one_m * one_m / m - 2 * t / den
+        l_d1 = theta * theta / m - 2 * t / den
+        if ctx.inverse:  # x = theta w + x_k, log-det -L; theta implicit in y
+            k = (g_out * w - g_lad * l_th) / y_th
+            g_x = k
+            g_ch = -k
+            g_s = -k * y_s - g_lad * l_s
+            g_h = -k * y_h + g_s / w
+            g_d0 = -k * y_d0 - g_lad * l_d0
+            g_d1 = -k * y_d1 - g_lad * l_d1
+            g_w = g_out * theta - g_s * s / w
+            g_cw = g_out
+        else:  # theta = (x - x_k) / w
+            g_th = g_out * y_th + g_lad * l_th
+            g_s = g_out * y_s + g_lad * l_s
+            g_x = g_th / w
+            g_cw = -g_x
+            g_w = -(g_th * theta + g_s * s) / w
+            g_ch = g_out
+            g_h = g_out * y_h + g_s / w
+            g_d0 = g_out * y_d0 + g_lad * l_d0
+            g_d1 = g_out * y_d1 + g_lad * l_d1
+        return g_x, torch.stack((g_cw, g_w, g_ch, g_h, g_d0, g_d1), -1), None
 
 
 def _spline_kwargs(module: Any) -> dict[str, Any]:

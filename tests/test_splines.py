@@ -206,3 +206,26 @@ def test_round_trip_property(row):
 
 
 _PROPERTY_FLOW = perturbed_flow("autoregressive", 3, 0, seed=11, scale=0.05)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_hand_written_spline_gradients(inverse):
+    g = torch.Generator().manual_seed(4)
+    n, k = 40, 5
+    x = (3.0 * torch.rand(n, 3, generator=g, dtype=torch.float64) - 1.5).requires_grad_(True)
+    wh = torch.randn(n, 3, 2, k, generator=g, dtype=torch.float64).requires_grad_(True)
+    ud = torch.randn(n, 3, k - 1, generator=g, dtype=torch.float64).requires_grad_(True)
+
+    def f(x, wh, ud):
+        return splines.rq_spline(
+            x,
+            wh,
+            ud,
+            tail_bound=2.0,
+            inverse=inverse,
+            min_bin_width=1e-3,
+            min_bin_height=1e-3,
+            min_derivative=1e-3,
+        )
+
+    assert torch.autograd.gradcheck(f, (x, wh, ud), eps=1e-6, atol=1e-6, rtol=1e-5)
