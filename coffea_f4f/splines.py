@@ -99,123 +99,173 @@ def rq_spline(
         with log-det 0. The same numbers as normflows' ``unconstrained_rational_quadratic_spline``
         with ``tails="linear"`` up to rounding.
     """
-    bound = float(tail_bound)
-    k = wh.shape[-1]
-    inside = (x >= -bound) & (x <= bound)
-    xc = x.clamp(-bound, bound)
-    mins = wh.new_tensor([min_bin_width, min_bin_height])[:, None]
-    sizes = mins + (1 - mins * k) * _softmax(wh)
-    # knot positions: -B, the inner cumulative sums, B (ends exact, as normflows sets them)
-    inner = (2 * bound) * torch.cumsum(sizes[..., :-1], dim=-1) - bound
-    knots = F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)  # S + (2, K+1)
-    sizes = knots[..., 1:] - knots[..., :-1]
-    end = math.log(math.expm1(1 - min_derivative))  # softplus(end) + min_derivative == 1
-    deriv = min_derivative + F.softplus(F.pad(ud, (1, 1), value=end))  # S + (K+1,)
-    # the bin: how many inner knots (of x for the forward, of y for the inverse) lie at or below
-    side = 1 if inverse else 0
-    idx = (xc[..., None] >= knots[..., side, 1:k]).sum(-1, keepdim=True)  # S + (1,)
-    table = torch.stack(
-        (
-            knots[..., 0, :-1],
-            sizes[..., 0, :],
-            knots[..., 1, :-1],
-            sizes[..., 1, :],
-            deriv[..., :-1],
-            deriv[..., 1:],
-        ),
-        dim=-2,
-    )  # S + (6, K)
-    picked = table.gather(-1, idx[..., None, :].expand(*idx.shape[:-1], 6, 1))[..., 0]
-    out, lad = _BinSpline.apply(xc, picked, inverse)
-    return torch.where(inside, out, x), torch.where(inside, lad, torch.zeros_like(lad))
+    out, lad = _Spline.apply(
+        x, wh, ud, float(tail_bound), bool(inverse), min_bin_width, min_bin_height, min_derivative
+    )
+    return out, lad
 
 
-class _BinSpline(torch.autograd.Function):
-    """The rational-quadratic segment of each point's bin, with its derivatives by hand.
+class _Spline(torch.autograd.Function):
+    """The whole spline as one autograd node, its derivatives written out.
 
-    Inputs: the (clamped) points and their bins' ``(x_k, w_k, y_k, h_k, d_k, d_k+1)`` (left
-    knot, width, bottom knot, height, knot derivatives) stacked on the last axis. Autograd
-    would record about 35 ops forward and 70 backward for this part; here the forward runs
-    untracked and the backward is one pass of closed-form partials (checked by
-    ``torch.autograd.gradcheck`` in ``tests/test_splines.py``). With ``s = h/w``,
-    ``t = theta (1 - theta)``, ``den = s + (d0 + d1 - 2 s) t``, ``N = s theta^2 + d0 t``: the
-    segment is ``y = y_k + h N / den`` and ``log dy/dx = log(s^2 M) - 2 log den`` with
-    ``M = d1 theta^2 + 2 s t + d0 (1 - theta)^2``; the inverse solves for ``theta`` and
-    differentiates implicitly (``d theta / d p = -(dy/dp) / (dy/d theta)``).
+    Autograd would record about 55 ops forward and twice that backward per call (the knots
+    from the softmax and cumulative sum, the bin lookup, the segment's algebra); here the
+    forward runs untracked and the backward is one pass of closed-form partials (checked by
+    ``torch.autograd.gradcheck`` in ``tests/test_splines.py``).
+
+    Segment of a point's bin, with knot ``(x_k, y_k)``, width ``w``, height ``h``, knot
+    derivatives ``d0, d1``, ``s = h/w``, ``theta = (x - x_k)/w``, ``t = theta (1 - theta)``,
+    ``den = s + (d0 + d1 - 2 s) t`` and ``N = s theta^2 + d0 t``: ``y = y_k + h N / den``
+    and ``log dy/dx = log(s^2 M) - 2 log den`` with ``M = d1 theta^2 + 2 s t + d0 (1-theta)^2``.
+    The inverse solves the quadratic for ``theta`` and differentiates implicitly
+    (``d theta / d p = -(dy/dp) / (dy/d theta)``).
     """
 
     @staticmethod
-    def forward(ctx: Any, xc: torch.Tensor, picked: torch.Tensor, inverse: bool) -> Result:
-        cw, w, ch, h, d0, d1 = picked.unbind(-1)
-        s = h / w
-        slope = d0 + d1 - 2 * s
-        if inverse:
-            dy = xc - ch
-            a = dy * slope + h * (s - d0)
-            b = h * d0 - dy * slope
-            c = -s * dy
-            theta = (2 * c) / (-b - torch.sqrt(b * b - 4 * a * c))
-            out = theta * w + cw
-        else:
-            theta = (xc - cw) / w
-        t = theta * (1 - theta)
-        den = s + slope * t
-        m = d1 * theta * theta + 2 * s * t + d0 * (1 - theta) * (1 - theta)
-        lad = torch.log(s * s * m) - 2 * torch.log(den)
-        if inverse:
-            lad = -lad
-        else:
-            out = ch + h * (s * theta * theta + d0 * t) / den
-        ctx.save_for_backward(theta, picked)
-        ctx.inverse = inverse
-        return out, lad
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        wh: torch.Tensor,
+        ud: torch.Tensor,
+        bound: float,
+        inverse: bool,
+        min_w: float,
+        min_h: float,
+        min_d: float,
+    ) -> Result:
+        k = wh.shape[-1]
+        inside = (x >= -bound) & (x <= bound)
+        xc = x.clamp(-bound, bound)
+        mins = wh.new_tensor([min_w, min_h])[:, None]
+        soft = _softmax(wh)
+        sizes = mins + (1 - mins * k) * soft
+        # knots: -B, the inner cumulative sums, B (ends exact, as normflows sets them)
+        inner = (2 * bound) * torch.cumsum(sizes[..., :-1], dim=-1) - bound
+        knots = F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)
+        end = math.log(math.expm1(1 - min_d))  # softplus(end) + min_d == 1
+        v = F.pad(ud, (1, 1), value=end)
+        deriv = min_d + F.softplus(v)  # S + (K+1,)
+        # the bin: how many inner knots (of x forward, of y inverse) lie at or below the point
+        side = 1 if inverse else 0
+        idx = (xc[..., None] >= knots[..., side, 1:k]).sum(-1, keepdim=True)  # S + (1,)
+        ends = torch.cat((idx, idx + 1), -1)  # the bin's two knots, S + (2,)
+        kk = knots.gather(-1, ends[..., None, :].expand(*ends.shape[:-1], 2, 2))  # S + (2, 2)
+        dd = deriv.gather(-1, ends)
+        left, right = kk.unbind(-1)
+        picked = torch.stack(
+            (left[..., 0], (right - left)[..., 0], left[..., 1], (right - left)[..., 1]), -1
+        )
+        picked = torch.cat((picked, dd), -1)  # x_k, w, y_k, h, d_k, d_k+1
+        out, lad, theta = _segment(xc, picked, inverse)
+        ctx.save_for_backward(inside, ends, theta, picked, soft, v)
+        ctx.setup = (bound, inverse, min_w, min_h)
+        return torch.where(inside, out, x), torch.where(inside, lad, torch.zeros_like(lad))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g_out: torch.Tensor, g_lad: torch.Tensor) -> Any:
-        theta, picked = ctx.saved_tensors
-        _, w, _, h, d0, d1 = picked.unbind(-1)
-        s = h / w
-        slope = d0 + d1 - 2 * s
-        one_m = 1 - theta
-        t = theta * one_m
-        tp = 1 - 2 * theta  # dt / d theta
-        den = s + slope * t
-        n = s * theta * theta + d0 * t
-        m = d1 * theta * theta + 2 * s * t + d0 * one_m * one_m
-        hd2 = h / (den * den)
-        den_th = slope * tp
-        # partials of y = y_k + h N / den and of L = log(s^2 M) - 2 log den
-        y_th = hd2 * ((2 * s * theta + d0 * tp) * den - n * den_th)
-        y_s = hd2 * (theta * theta * den - n * (1 - 2 * t))
-        y_h = n / den
-        y_d0 = hd2 * t * (den - n)
-        y_d1 = -hd2 * n * t
-        l_th = 2 * (d1 * theta - d0 * one_m + s * tp) / m - 2 * den_th / den
-        l_s = 2 / s + 2 * t / m - 2 * (1 - 2 * t) / den
-        l_d0 = one_m * one_m / m - 2 * t / den
-        l_d1 = theta * theta / m - 2 * t / den
-        if ctx.inverse:  # x = theta w + x_k, log-det -L; theta implicit in y
-            k = (g_out * w - g_lad * l_th) / y_th
-            g_x = k
-            g_ch = -k
-            g_s = -k * y_s - g_lad * l_s
-            g_h = -k * y_h + g_s / w
-            g_d0 = -k * y_d0 - g_lad * l_d0
-            g_d1 = -k * y_d1 - g_lad * l_d1
-            g_w = g_out * theta - g_s * s / w
-            g_cw = g_out
-        else:  # theta = (x - x_k) / w
-            g_th = g_out * y_th + g_lad * l_th
-            g_s = g_out * y_s + g_lad * l_s
-            g_x = g_th / w
-            g_cw = -g_x
-            g_w = -(g_th * theta + g_s * s) / w
-            g_ch = g_out
-            g_h = g_out * y_h + g_s / w
-            g_d0 = g_out * y_d0 + g_lad * l_d0
-            g_d1 = g_out * y_d1 + g_lad * l_d1
-        return g_x, torch.stack((g_cw, g_w, g_ch, g_h, g_d0, g_d1), -1), None
+        inside, ends, theta, picked, soft, v = ctx.saved_tensors
+        bound, inverse, min_w, min_h = ctx.setup
+        k = soft.shape[-1]
+        zero = torch.zeros_like(g_out)
+        g_in, g_lad_in = torch.where(inside, g_out, zero), torch.where(inside, g_lad, zero)
+        g_seg, g_picked = _segment_grads(theta, picked, g_in, g_lad_in, inverse)
+        g_x = torch.where(inside, g_seg, g_out)
+        # back to the bin's two knots (w = right - left, h likewise) and derivatives
+        g_cw, g_w, g_ch, g_h, g_d0, g_d1 = g_picked.unbind(-1)
+        g_kk = torch.stack(
+            (torch.stack((g_cw - g_w, g_w), -1), torch.stack((g_ch - g_h, g_h), -1)), -2
+        )
+        shape = (*soft.shape[:-1], k + 1)
+        g_knots = soft.new_zeros(shape).scatter_add_(
+            -1, ends[..., None, :].expand(*ends.shape[:-1], 2, 2), g_kk
+        )
+        g_deriv = v.new_zeros(v.shape).scatter_add_(-1, ends, torch.stack((g_d0, g_d1), -1))
+        g_inner = (2 * bound) * g_knots[..., 1:k]  # S + (2, K-1): the ends are constants
+        # the inner knots are cumulative sums of the first K-1 normalised sizes
+        g_norm = F.pad(torch.flip(torch.cumsum(torch.flip(g_inner, (-1,)), -1), (-1,)), (0, 1))
+        mins = soft.new_tensor([min_w, min_h])[:, None]
+        g_soft = (1 - mins * k) * g_norm
+        g_wh = soft * (g_soft - (g_soft * soft).sum(-1, keepdim=True))
+        g_ud = (g_deriv * torch.sigmoid(v))[..., 1:-1]
+        return g_x, g_wh, g_ud, None, None, None, None, None
+
+
+def _segment(xc: torch.Tensor, picked: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, ...]:
+    """Values, log-dets and ``theta`` of the points on their bins' segments (see _Spline)."""
+    cw, w, ch, h, d0, d1 = picked.unbind(-1)
+    s = h / w
+    slope = d0 + d1 - 2 * s
+    if inverse:
+        dy = xc - ch
+        a = dy * slope + h * (s - d0)
+        b = h * d0 - dy * slope
+        c = -s * dy
+        theta = (2 * c) / (-b - torch.sqrt(b * b - 4 * a * c))
+        out = theta * w + cw
+    else:
+        theta = (xc - cw) / w
+    t = theta * (1 - theta)
+    den = s + slope * t
+    m = d1 * theta * theta + 2 * s * t + d0 * (1 - theta) * (1 - theta)
+    lad = torch.log(s * s * m) - 2 * torch.log(den)
+    if inverse:
+        lad = -lad
+    else:
+        out = ch + h * (s * theta * theta + d0 * t) / den
+    return out, lad, theta
+
+
+def _segment_grads(
+    theta: torch.Tensor,
+    picked: torch.Tensor,
+    g_out: torch.Tensor,
+    g_lad: torch.Tensor,
+    inverse: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the segment w.r.t. the point and the six bin quantities (see _Spline)."""
+    _, w, _, h, d0, d1 = picked.unbind(-1)
+    s = h / w
+    slope = d0 + d1 - 2 * s
+    one_m = 1 - theta
+    t = theta * one_m
+    tp = 1 - 2 * theta  # dt / d theta
+    den = s + slope * t
+    n = s * theta * theta + d0 * t
+    m = d1 * theta * theta + 2 * s * t + d0 * one_m * one_m
+    hd2 = h / (den * den)
+    den_th = slope * tp
+    # partials of y = y_k + h N / den and of L = log(s^2 M) - 2 log den
+    y_th = hd2 * ((2 * s * theta + d0 * tp) * den - n * den_th)
+    y_s = hd2 * (theta * theta * den - n * (1 - 2 * t))
+    y_h = n / den
+    y_d0 = hd2 * t * (den - n)
+    y_d1 = -hd2 * n * t
+    l_th = 2 * (d1 * theta - d0 * one_m + s * tp) / m - 2 * den_th / den
+    l_s = 2 / s + 2 * t / m - 2 * (1 - 2 * t) / den
+    l_d0 = one_m * one_m / m - 2 * t / den
+    l_d1 = theta * theta / m - 2 * t / den
+    if inverse:  # x = theta w + x_k, log-det -L; theta implicit in y
+        k = (g_out * w - g_lad * l_th) / y_th
+        g_x = k
+        g_ch = -k
+        g_s = -k * y_s - g_lad * l_s
+        g_h = -k * y_h + g_s / w
+        g_d0 = -k * y_d0 - g_lad * l_d0
+        g_d1 = -k * y_d1 - g_lad * l_d1
+        g_w = g_out * theta - g_s * s / w
+        g_cw = g_out
+    else:  # theta = (x - x_k) / w
+        g_th = g_out * y_th + g_lad * l_th
+        g_s = g_out * y_s + g_lad * l_s
+        g_x = g_th / w
+        g_cw = -g_x
+        g_w = -(g_th * theta + g_s * s) / w
+        g_ch = g_out
+        g_h = g_out * y_h + g_s / w
+        g_d0 = g_out * y_d0 + g_lad * l_d0
+        g_d1 = g_out * y_d1 + g_lad * l_d1
+    return g_x, torch.stack((g_cw, g_w, g_ch, g_h, g_d0, g_d1), -1)
 
 
 def _spline_kwargs(module: Any) -> dict[str, Any]:
