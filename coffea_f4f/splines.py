@@ -8,8 +8,10 @@ matrix products, take most of the CPU time (``benchmarks/train_speed.py``). This
 computes the same layers from the same parameters:
 
 - :func:`rq_spline`: the spline with linear tails on every point (the input clamped to the
-  interval, the identity selected outside it with ``torch.where``), one softmax for widths and
-  heights together and one gather for all bin quantities;
+  interval, the identity selected outside it, no masks), one softmax for widths and heights
+  together, the bin's two knots gathered directly, and the whole spline one autograd node
+  whose backward is written out (about 55 recorded ops forward and twice that backward in
+  plain autograd);
 - :func:`autoregressive_pass`: a masked autoregressive spline layer; the masked weights and the
   context terms of its MADE are built once per call, and each pass of the ``D``-pass inverse
   evaluates only what the one feature it fixes depends on: the hidden units of lower degree,
