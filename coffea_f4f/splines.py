@@ -101,10 +101,9 @@ def rq_spline(
         with log-det 0. The same numbers as normflows' ``unconstrained_rational_quadratic_spline``
         with ``tails="linear"`` up to rounding.
     """
-    out, lad = _Spline.apply(
+    return _Spline.apply(
         x, wh, ud, float(tail_bound), bool(inverse), min_bin_width, min_bin_height, min_derivative
     )
-    return out, lad
 
 
 class _Spline(torch.autograd.Function):
@@ -139,8 +138,9 @@ class _Spline(torch.autograd.Function):
         inside = (x >= -bound) & (x <= bound)
         xc = x.clamp(-bound, bound)
         mins = wh.new_tensor([min_w, min_h])[:, None]
+        spread = 1 - mins * k  # the softmax's share of each width (height) after the minimum
         soft = _softmax(wh)
-        sizes = mins + (1 - mins * k) * soft
+        sizes = mins + spread * soft
         # knots: -B, the inner cumulative sums, B (ends exact, as normflows sets them)
         inner = (2 * bound) * torch.cumsum(sizes[..., :-1], dim=-1) - bound
         knots = F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)
@@ -159,15 +159,15 @@ class _Spline(torch.autograd.Function):
         )
         picked = torch.cat((picked, dd), -1)  # x_k, w, y_k, h, d_k, d_k+1
         out, lad, theta = _segment(xc, picked, inverse)
-        ctx.save_for_backward(inside, ends, theta, picked, soft, v)
-        ctx.setup = (bound, inverse, min_w, min_h)
+        ctx.save_for_backward(inside, ends, theta, picked, soft, v, spread)
+        ctx.setup = (bound, inverse)
         return torch.where(inside, out, x), torch.where(inside, lad, torch.zeros_like(lad))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g_out: torch.Tensor, g_lad: torch.Tensor) -> Any:
-        inside, ends, theta, picked, soft, v = ctx.saved_tensors
-        bound, inverse, min_w, min_h = ctx.setup
+        inside, ends, theta, picked, soft, v, spread = ctx.saved_tensors
+        bound, inverse = ctx.setup
         k = soft.shape[-1]
         zero = torch.zeros_like(g_out)
         g_in, g_lad_in = torch.where(inside, g_out, zero), torch.where(inside, g_lad, zero)
@@ -186,8 +186,7 @@ class _Spline(torch.autograd.Function):
         g_inner = (2 * bound) * g_knots[..., 1:k]  # S + (2, K-1): the ends are constants
         # the inner knots are cumulative sums of the first K-1 normalised sizes
         g_norm = F.pad(torch.flip(torch.cumsum(torch.flip(g_inner, (-1,)), -1), (-1,)), (0, 1))
-        mins = soft.new_tensor([min_w, min_h])[:, None]
-        g_soft = (1 - mins * k) * g_norm
+        g_soft = spread * g_norm
         g_wh = soft * (g_soft - (g_soft * soft).sum(-1, keepdim=True))
         g_ud = (g_deriv * torch.sigmoid(v))[..., 1:-1]
         return g_x, g_wh, g_ud, None, None, None, None, None
