@@ -296,12 +296,25 @@ class _Made:
         def cols(t: torch.Tensor) -> torch.Tensor:
             return t if order is None else t.index_select(-1, order)
 
-        self.first = (rows(first.weight * first.mask), rows(first.bias))
-        self.first_context = None if context is None else cols(net.context_layer(context))
+        w0, b0 = rows(first.weight * first.mask), rows(first.bias)
+        self.first = (w0, b0)
+        self.gates: list[torch.Tensor | None] = [None] * len(net.blocks)
+        self.first_context = None
+        if context is not None:
+            # the context's terms of the first layer and of every block's gate in one product
+            ctx_layers = [net.context_layer, *(block.context_layer for block in net.blocks)]
+            wc = torch.cat([rows(layer.weight) for layer in ctx_layers])
+            bc = torch.cat([rows(layer.bias) for layer in ctx_layers])
+            width = len(b0)
+            terms = F.linear(context, wc, bc)
+            self.gates = list(torch.sigmoid(terms[:, width:]).split(width, 1))
+            if order is None:  # the single pass: inputs and context through one product
+                self.first = (torch.cat((w0, wc[:width]), 1), b0 + bc[:width])
+            else:  # the D passes share it: first-layer bias and context term, once
+                self.first_context = terms[:, :width] + b0
         self.blocks = []
         for block in net.blocks:
             l0, l1 = block.linear_layers
-            gate = None if context is None else cols(torch.sigmoid(block.context_layer(context)))
             self.blocks.append(
                 (
                     block,
@@ -309,20 +322,19 @@ class _Made:
                     rows(l0.bias),
                     cols(rows(l1.weight * l1.mask)),
                     rows(l1.bias),
-                    gate,
                 )
             )
         self.last = (cols(last.weight * last.mask), last.bias)
+        self.context = context
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """All outputs (the single-pass direction)."""
-        h = F.linear(x, *self.first)
-        if self.first_context is not None:
-            h = h + self.first_context
-        for block, w0, b0, w1, b1, gate in self.blocks:
+        inputs = x if self.context is None else torch.cat((x, self.context), 1)
+        h = F.linear(inputs, *self.first)
+        for (block, w0, b0, w1, b1), gate in zip(self.blocks, self.gates, strict=True):
             t = F.linear(block.activation(h), w0, b0)
             t = F.linear(block.dropout(block.activation(t)), w1, b1)
-            h = h + (t if gate is None else t * gate)
+            h = h + t if gate is None else torch.addcmul(h, t, gate)
         return F.linear(h, *self.last)
 
     def feature(self, i: int, prev: torch.Tensor, per: int) -> torch.Tensor:
@@ -342,13 +354,14 @@ class _Made:
         if not u:
             return b[rows].expand(len(prev), per)
         w0, b0 = self.first
-        h = F.linear(prev, w0[:u, :i], b0[:u])
-        if self.first_context is not None:
-            h = h + self.first_context[:, :u]
-        for block, wa, ba, wb, bb, gate in self.blocks:
+        if self.first_context is None:
+            h = F.linear(prev, w0[:u, :i], b0[:u])
+        else:
+            h = torch.addmm(self.first_context[:, :u], prev, w0[:u, :i].t())
+        for (block, wa, ba, wb, bb), gate in zip(self.blocks, self.gates, strict=True):
             t = F.linear(block.activation(h), wa[:u, :u], ba[:u])
             t = F.linear(block.dropout(block.activation(t)), wb[:u, :u], bb[:u])
-            h = h + (t if gate is None else t * gate[:, :u])
+            h = h + t if gate is None else torch.addcmul(h, t, gate[:, :u])
         return F.linear(h, w[rows, :u], b[rows])
 
 
