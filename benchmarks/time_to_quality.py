@@ -25,7 +25,9 @@ moved (mean ``|T(x) - x|`` in units of the data's per-feature std), the transpor
 (``metrics.transport_ratio``, 1 = no shorter way) and the CPU seconds of the fit
 (``time.process_time``), also as a fraction of the paper protocol's.
 
-Usage: ``python benchmarks/time_to_quality.py [--quick] [--skip-paper]``; the full
+Usage: ``python benchmarks/time_to_quality.py [--quick] [--skip-paper] [--seeds 0 1 2]``
+(``--seeds``: the defaults and the preset at each training seed, the paper protocol at the first
+unless ``--paper-seeds``, and the spread over seeds printed at the end); the full
 run takes about 15-20 CPU-minutes (most of it the paper protocol). Nothing is asserted.
 """
 
@@ -71,19 +73,20 @@ def matrix(events, names=FEATURES) -> np.ndarray:
 ONE_THREAD = {"progress": False, "num_threads": 1, "device": "cpu"}
 
 
-def paper_kwargs(epochs_scale: float) -> dict:
-    kw = PAPER.fit_kwargs(**ONE_THREAD)
+def paper_kwargs(epochs_scale: float, seed: int = 0) -> dict:
+    kw = PAPER.fit_kwargs(**ONE_THREAD, seed=seed)
     for key in ("train", "density_train"):
         kw[key] = dataclasses.replace(kw[key], epochs=max(1, round(kw[key].epochs * epochs_scale)))
     return {**kw, "identity_init": False}  # the paper's random initialisation
 
 
-def defaults_kwargs() -> dict:
-    return {"train": TrainConfig(**ONE_THREAD)}
+def defaults_kwargs(seed: int = 0) -> dict:
+    train = TrainConfig(**ONE_THREAD, seed=seed)
+    return {"train": train, "density_train": train}
 
 
-def preset_kwargs() -> dict:
-    return FAST.fit_kwargs(**ONE_THREAD)
+def preset_kwargs(seed: int = 0) -> dict:
+    return FAST.fit_kwargs(**ONE_THREAD, seed=seed)
 
 
 def fit_and_score(name, kwargs, data) -> Row:
@@ -132,6 +135,12 @@ def main() -> None:
     parser.add_argument("--skip-paper", action="store_true", help="leave the paper protocol out")
     parser.add_argument("--trees", type=int, default=200, help="GBReweighter trees")
     parser.add_argument("--ref-python", help="python of an environment with hep_ml")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="TrainConfig.seed of each fit (spread)"
+    )
+    parser.add_argument(
+        "--paper-seeds", action="store_true", help="run the paper protocol at every seed too"
+    )
     args = parser.parse_args()
     n, n_test, scale = (3000, 3000, 0.1) if args.quick else (args.n, args.n_test, 1.0)
 
@@ -149,10 +158,14 @@ def main() -> None:
         Row("no morph", before, before_sigma, 0.0, 1.0, 0.0),
         Row("floor (data vs data)", floor_auc, floor_sigma),
     ]
-    runs = [] if args.skip_paper else [("paper protocol", paper_kwargs(scale))]
-    runs.append(("defaults", defaults_kwargs()))
-    runs.append(("fast preset", preset_kwargs()))
-    for name, kwargs in runs:
+    fits = []
+    for seed in args.seeds:
+        tag = f" (seed {seed})" if len(args.seeds) > 1 else ""
+        if not args.skip_paper and (seed == args.seeds[0] or args.paper_seeds):
+            fits.append(("paper protocol" + tag, paper_kwargs(scale, seed)))
+        fits.append(("defaults" + tag, defaults_kwargs(seed)))
+        fits.append(("fast preset" + tag, preset_kwargs(seed)))
+    for name, kwargs in fits:
         print(f"fitting: {name} ...", flush=True)
         rows.append(fit_and_score(name, kwargs, data))
     py = reference_python(args.ref_python)
@@ -160,7 +173,7 @@ def main() -> None:
     if rw is not None:
         rows.append(rw)
 
-    paper = next((r for r in rows if r.name == "paper protocol"), None)
+    paper = next((r for r in rows if r.name.startswith("paper protocol")), None)
     print(f"\n{n} training events per side ({n_test} held out); AUC floor {floor_auc:.3f}")
     head = f"{'':<26} {'AUC':>6} {'sigma':>6} {'-floor':>7} {'moved':>6} {'OT':>5} {'CPU s':>7}"
     print(head + f" {'/paper':>7}  note")
@@ -177,6 +190,27 @@ def main() -> None:
         line = f"{r.name:<26} {r.auc:>6.3f} {r.sigma:>6.4f} {dist:>6.1f}s {moved} {ot} {sec}"
         print(f"{line} {frac}  {r.note}")
     print("(-floor: (AUC - floor AUC) / null sigma; moved: mean |T(x) - x| / data std)")
+    if len(args.seeds) > 1:
+        spread(rows, floor_auc, floor_sigma, paper)
+
+
+def spread(rows: list[Row], floor_auc: float, floor_sigma: float, paper: Row | None) -> None:
+    """Mean, standard deviation and worst AUC over the seeds of each setting."""
+    head = f"{'mean AUC':>8} {'std':>6} {'worst':>6} {'-floor':>7} {'CPU s':>7}"
+    print(f"\nover seeds{'':<18} {head}")
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        if " (seed " in r.name:
+            groups.setdefault(r.name.split(" (seed ")[0], []).append(r)
+    for name, group in groups.items():
+        aucs = np.array([r.auc for r in group])
+        secs = float(np.mean([r.seconds or 0.0 for r in group]))
+        worst = (aucs.max() - floor_auc) / floor_sigma
+        frac = f" {secs / paper.seconds:.3f} of the paper's" if paper and paper.seconds else ""
+        print(
+            f"{name:<28} {aucs.mean():>8.3f} {aucs.std(ddof=1) if len(aucs) > 1 else 0:>6.3f}"
+            f" {aucs.max():>6.3f} {worst:>6.1f}s {secs:>7.1f}{frac}  ({len(aucs)} seeds)"
+        )
 
 
 if __name__ == "__main__":
