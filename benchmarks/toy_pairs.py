@@ -9,9 +9,11 @@ tail bound the fit used and the CPU seconds of the fit (``time.process_time``).
 
 Options change the defaults for both the densities and the morph (``--tail-bound``,
 ``--bins``, ``--batch``, ``--epochs``, ``--scaling``), or the morph's training alone
-(``--morph-lr``).
+(``--morph-lr``); ``--preset compact`` starts from :data:`coffea_f4f.config.COMPACT` (the
+setting for compact, centred shapes) instead of the defaults.
 
-Usage: ``python benchmarks/toy_pairs.py [--pairs a:b ...] [--quick]``. Nothing is asserted.
+Usage: ``python benchmarks/toy_pairs.py [--pairs a:b ...] [--quick] [--preset compact]``.
+Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 import coffea_f4f as f4f
 from coffea_f4f import metrics
-from coffea_f4f.config import FlowConfig, TrainConfig
+from coffea_f4f.config import PRESETS, FlowConfig, TrainConfig
 from coffea_f4f.datasets import toy
 
 PAIRS = ("fourcircles:star", "checkerboard:star", "concentricrings:fourcircles")
@@ -40,13 +42,20 @@ def fit_pair(source: str, target: str, args) -> dict[str, float]:
     train_changes = {
         k: v for k, v in (("batch_size", args.batch), ("epochs", args.epochs)) if v is not None
     }
-    train = TrainConfig(progress=False, num_threads=1, device="cpu", seed=args.seed)
-    train = dataclasses.replace(train, **train_changes)
-    flow = FlowConfig(**flow_changes)
-    kwargs = {"density": flow, "flow": flow, "train": train, "scaling": args.scaling}
+    one_thread = {"progress": False, "num_threads": 1, "device": "cpu", "seed": args.seed}
+    if args.preset:
+        kwargs = PRESETS[args.preset].fit_kwargs(**one_thread, **train_changes)
+        for key in ("density", "flow"):
+            kwargs[key] = dataclasses.replace(kwargs[key], **flow_changes)
+        if args.scaling is not None:
+            kwargs["scaling"] = args.scaling
+    else:
+        train = dataclasses.replace(TrainConfig(**one_thread), **train_changes)
+        flow = FlowConfig(**flow_changes)
+        kwargs = {"density": flow, "flow": flow, "train": train, "density_train": train}
+        kwargs["scaling"] = args.scaling or "standard"
     if args.morph_lr is not None:
-        kwargs["train"] = dataclasses.replace(train, lr=args.morph_lr)
-        kwargs["density_train"] = train
+        kwargs["train"] = dataclasses.replace(kwargs["train"], lr=args.morph_lr)
     t0 = time.process_time()
     morpher = f4f.fit_morpher(xs, xt, features=FEATURES, **kwargs)
     seconds = time.process_time() - t0
@@ -70,7 +79,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="TrainConfig.batch_size of all trainings")
     parser.add_argument("--epochs", type=int, help="TrainConfig.epochs of all trainings")
     parser.add_argument("--morph-lr", type=float, help="the morph's learning rate alone")
-    parser.add_argument("--scaling", default="standard", help="fit_morpher(scaling=)")
+    parser.add_argument("--scaling", help="fit_morpher(scaling=) (default: standard)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a config preset")
     parser.add_argument("--seed", type=int, default=0, help="TrainConfig.seed")
     args = parser.parse_args()
     if args.quick:

@@ -51,9 +51,9 @@ def test_presets_give_fit_morpher_arguments():
     import inspect
 
     import coffea_f4f as f4f
-    from coffea_f4f.config import FAST, PAPER, PRESETS
+    from coffea_f4f.config import COMPACT, FAST, PAPER, PRESETS
 
-    assert PRESETS == {"fast": FAST, "paper": PAPER}
+    assert PRESETS == {"fast": FAST, "paper": PAPER, "compact": COMPACT}
     accepted = inspect.signature(f4f.fit_morpher).parameters
     for preset in PRESETS.values():
         kw = preset.fit_kwargs(progress=False, num_threads=1)
@@ -65,6 +65,8 @@ def test_presets_give_fit_morpher_arguments():
     assert PAPER.flow.blocks == 3
     assert PAPER.density_train.epochs == 60
     assert FAST.flow.kind == "coupling"
+    assert COMPACT.scaling == "minmax"
+    assert COMPACT.flow.tail_bound == COMPACT.density.tail_bound == 3.0
     with pytest.raises(ValueError, match="epochs"):
         FAST.fit_kwargs(epochs=0)
 
