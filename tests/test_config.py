@@ -71,15 +71,19 @@ def test_presets_give_fit_morpher_arguments():
         FAST.fit_kwargs(epochs=0)
 
 
-def test_fast_preset_trains():
+@pytest.mark.parametrize("name", ["fast", "compact"])
+def test_presets_train(name):
     import numpy as np
 
     import coffea_f4f as f4f
-    from coffea_f4f.config import FAST
+    from coffea_f4f.config import PRESETS
 
+    preset = PRESETS[name]
     rng = np.random.default_rng(0)
     xs, xt = rng.normal(size=(400, 2)), rng.normal(1.0, 1.0, size=(400, 2))
     m = f4f.fit_morpher(
-        xs, xt, features=["a", "b"], **FAST.fit_kwargs(epochs=1, progress=False, device="cpu")
+        xs, xt, features=["a", "b"], **preset.fit_kwargs(epochs=1, progress=False, device="cpu")
     )
     assert m.morph(xs[:5]).shape == (5, 2)
+    assert m.map_spec["flow"]["tail_bound"] == preset.flow.tail_bound
+    assert m.map_spec["flow"]["bins"] == preset.flow.bins
