@@ -203,12 +203,14 @@ def spread(rows: list[Row], floor_auc: float, floor_sigma: float, paper: Row | N
         if " (seed " in r.name:
             groups.setdefault(r.name.split(" (seed ")[0], []).append(r)
     for name, group in groups.items():
+        if len(group) < 2:
+            continue
         aucs = np.array([r.auc for r in group])
         secs = float(np.mean([r.seconds or 0.0 for r in group]))
         worst = (aucs.max() - floor_auc) / floor_sigma
         frac = f" {secs / paper.seconds:.3f} of the paper's" if paper and paper.seconds else ""
         print(
-            f"{name:<28} {aucs.mean():>8.3f} {aucs.std(ddof=1) if len(aucs) > 1 else 0:>6.3f}"
+            f"{name:<28} {aucs.mean():>8.3f} {aucs.std(ddof=1):>6.3f}"
             f" {aucs.max():>6.3f} {worst:>6.1f}s {secs:>7.1f}{frac}  ({len(aucs)} seeds)"
         )
 
