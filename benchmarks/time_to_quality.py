@@ -139,9 +139,13 @@ def main() -> None:
         "--seeds", type=int, nargs="+", default=[0], help="TrainConfig.seed of each fit (spread)"
     )
     parser.add_argument(
-        "--paper-seeds", action="store_true", help="run the paper protocol at every seed too"
+        "--paper-seeds",
+        action="store_true",
+        help="run the paper protocol at every seed too (the /paper column uses the first)",
     )
     args = parser.parse_args()
+    if len(set(args.seeds)) < len(args.seeds):
+        parser.error(f"--seeds {args.seeds}: each seed once")
     n, n_test, scale = (3000, 3000, 0.1) if args.quick else (args.n, args.n_test, 1.0)
 
     data = {
@@ -160,7 +164,7 @@ def main() -> None:
     ]
     fits = []
     for seed in args.seeds:
-        tag = f" (seed {seed})" if len(args.seeds) > 1 else ""
+        tag = f" (seed {seed})" if args.seeds != [0] else ""
         if not args.skip_paper and (seed == args.seeds[0] or args.paper_seeds):
             fits.append(("paper protocol" + tag, paper_kwargs(scale, seed)))
         fits.append(("defaults" + tag, defaults_kwargs(seed)))

@@ -49,6 +49,8 @@ def fit_pair(source: str, target: str, args) -> dict[str, float]:
             kwargs[key] = dataclasses.replace(kwargs[key], **flow_changes)
         if args.scaling is not None:
             kwargs["scaling"] = args.scaling
+        if args.preset == "paper":
+            kwargs["identity_init"] = False  # the paper's random initialisation
     else:
         train = dataclasses.replace(TrainConfig(**one_thread), **train_changes)
         flow = FlowConfig(**flow_changes)

@@ -249,7 +249,7 @@ def _paper_train(epochs: int) -> TrainConfig:
 #: 8 bins, tail bound 4; densities 4 layers x 2 blocks for 60 epochs, the morph 8 x 3 for 64
 #: (the paper's density epochs; its morph epochs), batch 128, Adam 1e-4 with cosine decay,
 #: every epoch run, features min-max scaled to [-3, 3]. Use it with ``identity_init=False``
-#: for the paper's random initialisation. About 1100 CPU-seconds on 10k + 10k dijets.
+#: for the paper's random initialisation. About 600 CPU-seconds on 10k + 10k dijets (one thread).
 PAPER = Preset(
     name="paper",
     density=FlowConfig(layers=4, hidden=128, blocks=2, bins=8, tail_bound=4.0),
@@ -272,9 +272,9 @@ FAST = Preset(
 
 #: Compact, centred shapes such as the paper's 2D toys (``benchmarks/toy_pairs.py``): features
 #: min-max scaled to [-3, 3] and splines on exactly that interval (tail bound 3) with 16 bins,
-#: so that no bin lies where there are no events, and batch 256 for 40 epochs (more steps).
-#: Not for heavy-tailed features: min-max scaling lets the extreme events squeeze the bulk,
-#: and a tail bound of 3 in a standardised space leaves tails unmodelled (dijets get worse).
+#: so that the bins cover the training range and no more, and batch 256 for at most 40 epochs
+#: (more steps; early stopping as in the defaults). Not for heavy-tailed features: min-max
+#: scaling lets the extreme events squeeze the bulk into a few bins (16 bins made dijets worse).
 COMPACT = Preset(
     name="compact",
     density=FlowConfig(bins=16, tail_bound=3.0),
