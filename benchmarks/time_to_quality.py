@@ -64,6 +64,7 @@ class Row:
     transport: float | None = None
     seconds: float | None = None
     note: str = ""
+    setting: str = ""  # the fitted setting without its seed (the spread's groups)
 
 
 def matrix(events, names=FEATURES) -> np.ndarray:
@@ -166,18 +167,19 @@ def main() -> None:
     for seed in args.seeds:
         tag = f" (seed {seed})" if args.seeds != [0] else ""
         if not args.skip_paper and (seed == args.seeds[0] or args.paper_seeds):
-            fits.append(("paper protocol" + tag, paper_kwargs(scale, seed)))
-        fits.append(("defaults" + tag, defaults_kwargs(seed)))
-        fits.append(("fast preset" + tag, preset_kwargs(seed)))
-    for name, kwargs in fits:
+            fits.append(("paper protocol", tag, paper_kwargs(scale, seed)))
+        fits.append(("defaults", tag, defaults_kwargs(seed)))
+        fits.append(("fast preset", tag, preset_kwargs(seed)))
+    for setting, tag, kwargs in fits:
+        name = setting + tag
         print(f"fitting: {name} ...", flush=True)
-        rows.append(fit_and_score(name, kwargs, data))
+        rows.append(dataclasses.replace(fit_and_score(name, kwargs, data), setting=setting))
     py = reference_python(args.ref_python)
     rw = reweighter(py, data, args.trees) if py else None
     if rw is not None:
         rows.append(rw)
 
-    paper = next((r for r in rows if r.name.startswith("paper protocol")), None)
+    paper = next((r for r in rows if r.setting == "paper protocol"), None)
     print(f"\n{n} training events per side ({n_test} held out); AUC floor {floor_auc:.3f}")
     head = f"{'':<26} {'AUC':>6} {'sigma':>6} {'-floor':>7} {'moved':>6} {'OT':>5} {'CPU s':>7}"
     print(head + f" {'/paper':>7}  note")
@@ -204,8 +206,8 @@ def spread(rows: list[Row], floor_auc: float, floor_sigma: float, paper: Row | N
     print(f"\nover seeds{'':<18} {head}")
     groups: dict[str, list[Row]] = {}
     for r in rows:
-        if " (seed " in r.name:
-            groups.setdefault(r.name.split(" (seed ")[0], []).append(r)
+        if r.setting:
+            groups.setdefault(r.setting, []).append(r)
     for name, group in groups.items():
         if len(group) < 2:
             continue
