@@ -229,3 +229,73 @@ def test_hand_written_spline_gradients(inverse):
         )
 
     assert torch.autograd.gradcheck(f, (x, wh, ud), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def _grads_wrt(flow, x, c, frozen):
+    """``to_base``'s values and the gradients w.r.t. the input, the condition and (unless
+    ``frozen``) the parameters, of a weighted sum of the outputs and the log-det."""
+    flow.requires_grad_(not frozen)
+    xi, ci = x.clone().requires_grad_(True), c.clone().requires_grad_(True)
+    y, ld = flows.to_base(flow, xi, ci)
+    w = torch.linspace(0.3, 1.1, x.shape[1], dtype=x.dtype)
+    wrt = [xi, ci] + ([] if frozen else list(flow.parameters()))
+    return y, torch.autograd.grad((y * w).sum() + 0.7 * ld.sum(), wrt)
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trained", "frozen"])
+def test_autoregressive_node_gradients_include_the_condition(frozen):
+    # the data -> base pass of an autoregressive layer is one autograd node with a written-out
+    # backward; a frozen density (a morph's base) still passes gradients to its input and to
+    # the condition, and every parameter's gradient matches normflows' autograd
+    flow = perturbed_flow("autoregressive", 4, 2, seed=7)
+    x, c = points(120, 4, 2, seed=4)
+    x, c = x[4:], c[4:]  # off the tail bound's kink (see test_fused_equals_normflows)
+    calls = []
+    apply = splines._AutoregressiveToBase.apply
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(splines._AutoregressiveToBase, "apply", lambda *a: calls.append(1) or apply(*a))
+        y, g = _grads_wrt(flow, x, c, frozen)
+    assert len(calls) == 3  # every layer went through the node
+    with splines.reference():
+        y_ref, g_ref = _grads_wrt(flow, x, c, frozen)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    assert len(g) == len(g_ref) == (2 if frozen else 2 + len(list(flow.parameters())))
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10 * (1 + float(b.abs().max())))
+    assert float(g[1].abs().max()) > 1e-3  # the condition's gradient is not trivially zero
+
+
+def test_autoregressive_node_gradcheck():
+    torch.manual_seed(0)
+    layer = nf.flows.AutoregressiveRationalQuadraticSpline(
+        3, 2, 6, num_context_channels=1, num_bins=4, tail_bound=2.0
+    ).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    g = torch.Generator().manual_seed(2)
+    x = (0.8 * torch.randn(7, 3, generator=g, dtype=torch.float64)).requires_grad_(True)
+    c = torch.randn(7, 1, generator=g, dtype=torch.float64).requires_grad_(True)
+    assert splines._fusable(layer.mprqat.autoregressive_net, c)
+    assert torch.autograd.gradcheck(
+        lambda x, c: splines.layer_pass(layer, x, c, to_base=True), (x, c)
+    )
+
+
+def test_autoregressive_node_skips_active_dropout():
+    torch.manual_seed(0)
+    cfg = FlowConfig(layers=2, hidden=8, blocks=1, bins=4, dropout=0.2)
+    flow = flows.build_density_flow(3, cfg)
+    net = flow.flows[0].mprqat.autoregressive_net
+    flow.train()
+    assert not splines._fusable(net, None)  # dropout must really drop: normflows' path
+    flow.eval()
+    assert splines._fusable(net, None)
+    x = torch.randn(50, 3)
+    flow.train()
+    torch.manual_seed(1)
+    a = flows.to_base(flow, x)[0]
+    torch.manual_seed(1)
+    with splines.reference():
+        b = flows.to_base(flow, x)[0]
+    torch.testing.assert_close(a, b)
