@@ -12,10 +12,11 @@ computes the same layers from the same parameters:
   together, the bin's two knots gathered directly, and the whole spline one autograd node
   whose backward is written out (about 55 recorded ops forward and twice that backward in
   plain autograd);
-- :func:`autoregressive_pass`: a masked autoregressive spline layer; the masked weights and the
-  context terms of its MADE are built once per call, and each pass of the ``D``-pass inverse
-  evaluates only what the one feature it fixes depends on: the hidden units of lower degree,
-  that feature's output rows and its spline;
+- :func:`autoregressive_pass`: a masked autoregressive spline layer. Data -> base (what
+  density training differentiates) is one autograd node, MADE and spline together, with the
+  backward written out; base -> data builds the masked weights and context terms once per
+  call, and each pass of its ``D``-pass inverse evaluates only what the one feature it fixes
+  depends on: the hidden units of lower degree, that feature's output rows and its spline;
 - :func:`coupling_pass`: a coupling spline layer (its network as normflows runs it, the
   splines fused).
 
@@ -123,18 +124,9 @@ class _Spline(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        wh: torch.Tensor,
-        ud: torch.Tensor,
-        bound: float,
-        inverse: bool,
-        min_w: float,
-        min_h: float,
-        min_d: float,
-    ) -> Result:
-        y, lad, ctx.spline = _spline_forward(x, wh, ud, bound, inverse, min_w, min_h, min_d)
+    def forward(ctx: Any, x: torch.Tensor, wh: torch.Tensor, ud: torch.Tensor, *setup: Any) -> Any:
+        # setup: tail bound, inverse, minimal bin width, bin height, derivative
+        y, lad, ctx.spline = _spline_forward(x, wh, ud, *setup)
         return y, lad
 
     @staticmethod
