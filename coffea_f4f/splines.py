@@ -126,14 +126,48 @@ class _Spline(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, wh: torch.Tensor, ud: torch.Tensor, *setup: Any) -> Any:
         # setup: tail bound, inverse, minimal bin width, bin height, derivative
-        y, lad, ctx.spline = _spline_forward(x, wh, ud, *setup)
+        y, lad, spline = _spline_forward(x, wh, ud, *setup)
+        _save(ctx, spline)
         return y, lad
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g_out: torch.Tensor, g_lad: torch.Tensor) -> Any:
-        g_x, g_wh, g_ud = _spline_backward(ctx.spline, g_out, g_lad)
+        g_x, g_wh, g_ud = _spline_backward(_saved(ctx), g_out, g_lad)
         return g_x, g_wh, g_ud, None, None, None, None, None
+
+
+def _save(ctx: Any, tree: Any) -> None:
+    """Keep a nested tuple/list of tensors (and constants) for backward through
+    ``save_for_backward``, so that autograd frees them after the backward and refuses a
+    second backward without ``retain_graph``."""
+    tensors: list[torch.Tensor] = []
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, (tuple, list)):
+            return type(node)(strip(v) for v in node)
+        if isinstance(node, torch.Tensor):
+            tensors.append(node)
+            return _SLOT
+        return node
+
+    ctx.layout = strip(tree)
+    ctx.save_for_backward(*tensors)
+
+
+def _saved(ctx: Any) -> Any:
+    """The tree given to :func:`_save`, its tensors back in place."""
+    tensors = iter(ctx.saved_tensors)
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, (tuple, list)):
+            return type(node)(fill(v) for v in node)
+        return next(tensors) if node is _SLOT else node
+
+    return fill(ctx.layout)
+
+
+_SLOT = object()
 
 
 def _spline_forward(
@@ -412,7 +446,9 @@ def _fusable(net: Any, context: torch.Tensor | None) -> bool:
     if context is not None and not hasattr(net, "context_layer"):
         return False
     return all(
-        isinstance(b.activation, nn.ReLU) and (b.dropout.p == 0 or not b.training)
+        isinstance(b.activation, nn.ReLU)
+        and not b.activation.inplace  # normflows' in-place ReLU also changes the residual
+        and (b.dropout.p == 0 or not b.dropout.training)
         for b in net.blocks
     )
 
@@ -501,13 +537,15 @@ class _AutoregressiveToBase(torch.autograd.Function):
         p = torch.addmm(last_b, h, last_w.t()).view(n, d, per)
         wh = p[..., : 2 * k].unflatten(-1, (2, k))
         y, lad, spline = _spline_forward(x, wh, p[..., 2 * k :], *spline_args)
-        ctx.saved = (net, inp, first_w, blocks, gates, gate_w, acts, h, last_w, context, spline)
+        ctx.net = net
+        _save(ctx, (inp, first_w, blocks, gates, gate_w, acts, h, last_w, context, spline))
         return y, lad.sum(1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g_y: torch.Tensor, g_ld: torch.Tensor) -> Any:
-        net, inp, first_w, blocks, gates, gate_w, acts, h, last_w, context, spline = ctx.saved
+        net = ctx.net
+        inp, first_w, blocks, gates, gate_w, acts, h, last_w, context, spline = _saved(ctx)
         needs = ctx.needs_input_grad
         n, d = g_y.shape
         weights = any(needs[3:])

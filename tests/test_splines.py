@@ -299,3 +299,32 @@ def test_autoregressive_node_skips_active_dropout():
     with splines.reference():
         b = flows.to_base(flow, x)[0]
     torch.testing.assert_close(a, b)
+
+
+def test_nodes_free_what_they_saved():
+    # the spline and layer nodes keep their tensors through save_for_backward: a second
+    # backward without retain_graph raises (it would silently double the gradients otherwise)
+    flow = perturbed_flow("autoregressive", 3, 1, seed=2)
+    x, c = points(40, 3, 1)
+    for direction in DIRECTIONS:
+        y, ld = direction(flow, x.clone().requires_grad_(True), c)
+        loss = y.sum() + ld.sum()
+        loss.backward()
+        with pytest.raises(RuntimeError, match="second time"):
+            loss.backward()
+
+
+def test_in_place_relu_falls_back():
+    torch.manual_seed(0)
+    layer = nf.flows.AutoregressiveRationalQuadraticSpline(3, 2, 8).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    for block in layer.mprqat.autoregressive_net.blocks:
+        block.activation = torch.nn.ReLU(inplace=True)
+    assert not splines._fusable(layer.mprqat.autoregressive_net, None)
+    x = torch.randn(30, 3, dtype=torch.float64)
+    fast = splines.layer_pass(layer, x, None, to_base=True)
+    with splines.reference():
+        ref = splines.layer_pass(layer, x, None, to_base=True)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
